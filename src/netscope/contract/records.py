@@ -1,0 +1,114 @@
+"""What NetScope writes: the terminal audit record of each message, and dead-letter records.
+
+Plain slotted dataclasses serialised by orjson (which encodes dataclasses natively): the audit
+path runs once per message, so it avoids a validation layer it does not need. The field list is
+the contract documented in docs/contract.md and docs/audit-format.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+import orjson
+
+AUDIT_SCHEMA_VERSION = 1
+
+
+class Outcome(StrEnum):
+    """Final outcome of one message. Exactly one per consumed message."""
+
+    SUCCESS = "success"  # 2xx/3xx from the upstream
+    HTTP_ERROR = "http_error"  # final non-success status after any retries
+    TIMEOUT_CONNECT = "timeout_connect"
+    TIMEOUT_READ = "timeout_read"
+    DEADLINE_EXCEEDED = "deadline_exceeded"  # the global deadline ran out across attempts
+    CONNECT_ERROR = "connect_error"  # refused, reset, DNS: the call never got an answer
+    PROTOCOL_ERROR = "protocol_error"  # malformed or oversize response
+    REJECTED_CIRCUIT_OPEN = "rejected_circuit_open"
+    REJECTED_RATE_LIMITED = "rejected_rate_limited"  # rate limit or bulkhead saturated
+    INVALID = "invalid"  # failed validation: dead-lettered
+    DUPLICATE_SKIPPED = "duplicate_skipped"  # idempotency ledger says already done (replay)
+
+
+TIMEOUT_OUTCOMES = frozenset(
+    {Outcome.TIMEOUT_CONNECT, Outcome.TIMEOUT_READ, Outcome.DEADLINE_EXCEEDED}
+)
+ERROR_OUTCOMES = frozenset(Outcome) - {Outcome.SUCCESS, Outcome.DUPLICATE_SKIPPED}
+
+
+@dataclass(slots=True)
+class Attempt:
+    """One try against the upstream."""
+
+    n: int
+    started_at: float  # epoch seconds
+    duration_s: float
+    status: int | None = None
+    error_class: str | None = None  # connect_error, timeout_connect, timeout_read, ...
+    retry_delay_s: float | None = None  # wait before the next try, when there was one
+
+
+@dataclass(slots=True)
+class KafkaPosition:
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int  # Kafka record timestamp: the event time, decides the audit hour
+    key: str | None = None
+
+
+@dataclass(slots=True)
+class AuditRecord:
+    """The terminal record of one consumed message."""
+
+    request_id: str | None
+    idempotency_key: str | None
+    trace_id: str | None
+    span_id: str | None
+    upstream: str | None
+    method: str | None
+    path: str | None  # query values of secret-looking parameters are redacted
+    kafka: KafkaPosition
+    outcome: Outcome
+    received_at: float  # epoch seconds, when NetScope consumed the message
+    completed_at: float
+    latency_s: float
+    status: int | None = None
+    error_class: str | None = None
+    error_detail: str | None = None
+    attempts: list[Attempt] = field(default_factory=list)
+    created_at: str | None = None  # producer's created_at, as given
+    instance_id: str | None = None
+    schema_version: int = AUDIT_SCHEMA_VERSION
+
+    @property
+    def event_time_ms(self) -> int:
+        return self.kafka.timestamp_ms
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(self)
+
+
+def record_from_json(line: bytes | str) -> dict[str, Any]:
+    """Audit records are read back as dicts: readers depend on docs/audit-format.md only."""
+    return orjson.loads(line)
+
+
+# Kafka header names on dead-letter messages (values are UTF-8).
+DLQ_REASON = "netscope-dlq-reason"
+DLQ_FIELD = "netscope-dlq-field"
+DLQ_SOURCE = "netscope-dlq-source"  # topic/partition/offset of the original
+DLQ_SCHEMA = "netscope-dlq-schema-version"
+
+
+def dead_letter_headers(
+    reason: str, field_path: str, topic: str, partition: int, offset: int
+) -> list[tuple[str, bytes]]:
+    return [
+        (DLQ_REASON, reason[:1000].encode()),
+        (DLQ_FIELD, field_path.encode()),
+        (DLQ_SOURCE, f"{topic}/{partition}/{offset}".encode()),
+        (DLQ_SCHEMA, b"1"),
+    ]

@@ -57,7 +57,7 @@ class RetryConfig(_Strict):
 
 
 class RetryBudgetConfig(_Strict):
-    """Retries allowed as a share of requests, so a failing upstream never sees its load multiplied."""
+    """Retries as a share of requests: a failing upstream never sees its load multiplied."""
 
     ratio: Annotated[float, Field(ge=0, le=1)] = 0.2
     min_retries_per_s: NonNegFloat = 1.0

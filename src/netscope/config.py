@@ -287,6 +287,9 @@ class ConfigError(Exception):
 
 
 _SECRETISH = re.compile(r"(secret|token|password|key|auth)", re.IGNORECASE)
+# A URL with userinfo ("http://user:pass@host") or a query ("?api_key=...") is exactly the value
+# base_url rejects, and exactly where a credential hides: never echo it.
+_URL_MAY_HOLD_SECRET = re.compile(r"://.*[@?#]")
 
 
 def _describe(error: Any) -> tuple[str, str]:
@@ -302,6 +305,7 @@ def _describe(error: Any) -> tuple[str, str]:
         and len(str(value)) <= 80
         and not _SECRETISH.search(loc)
         and error["type"] != "extra_forbidden"
+        and not _URL_MAY_HOLD_SECRET.search(str(value))
     ):
         reason = f"{reason} (got {value!r})"
     return loc, reason

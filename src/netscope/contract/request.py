@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 import re
 from collections.abc import Container, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -56,7 +57,11 @@ Method = Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 class RequestMessage(BaseModel):
     """A call request as producers write it. Field docs end up in the JSON Schema."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, title="NetScope call request")
+    # strict: no coercion ("5" -> 5, true -> 1, 1234 -> datetime), so the parser accepts exactly
+    # what the shipped JSON Schema accepts.
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, strict=True, title="NetScope call request"
+    )
 
     schema_version: Literal[1] = Field(1, description="Contract version; only 1 exists.")
     request_id: str = Field(description="Unique id of this request (printable ASCII, <= 256).")
@@ -106,7 +111,8 @@ class RequestMessage(BaseModel):
         parts = urlsplit(value)
         if parts.scheme or parts.netloc:
             raise ValueError("must not carry a scheme or a host")
-        if ".." in parts.path.split("/"):
+        # Decoded first: "%2e%2e" is ".." to most servers (and to yarl, which requotes it).
+        if ".." in unquote(parts.path).replace("\\", "/").split("/"):
             raise ValueError("must not contain '..' segments")
         return value
 
@@ -126,6 +132,25 @@ class RequestMessage(BaseModel):
             size += len(name) + len(header_value)
         if size > MAX_HEADER_BYTES:
             raise ValueError(f"headers total {size} bytes, at most {MAX_HEADER_BYTES}")
+        return value
+
+    @field_validator("body")
+    @classmethod
+    def _plain_json(cls, value: Any) -> Any:
+        # The JSON parser accepts NaN/Infinity and arbitrarily large integers. orjson would send
+        # the former as null (silently changing the body) and raise on the latter (breaking
+        # parse_request's totality), so both are rejected here.
+        stack = [value]
+        while stack:
+            item = stack.pop()
+            if isinstance(item, float) and not math.isfinite(item):
+                raise ValueError("NaN and Infinity are not JSON")
+            if type(item) is int and not -(1 << 63) <= item < (1 << 64):
+                raise ValueError("integer outside the 64-bit range")
+            if isinstance(item, dict):
+                stack.extend(item.values())
+            elif isinstance(item, list):
+                stack.extend(item)
         return value
 
     @field_validator("body_b64")

@@ -45,9 +45,9 @@ class RetryConfig(_Strict):
     max_attempts: int = Field(3, ge=1, le=10)
     base_backoff_s: PositiveFloat = 0.05
     max_backoff_s: PositiveFloat = 2.0
-    retry_on: frozenset[Literal["connect_error", "timeout_connect", "timeout_read"]] = frozenset(
-        {"connect_error", "timeout_connect", "timeout_read"}
-    )
+    retry_on: frozenset[
+        Literal["connect_error", "connection_reset", "timeout_connect", "timeout_read"]
+    ] = frozenset({"connect_error", "connection_reset", "timeout_connect", "timeout_read"})
     retry_on_statuses: frozenset[Annotated[int, Field(ge=400, le=599)]] = frozenset(
         {429, 502, 503, 504}
     )

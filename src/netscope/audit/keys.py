@@ -1,0 +1,56 @@
+"""Object keys of audit batches: where a record lives is a pure function of where it came from.
+
+    {prefix}/dt=YYYY-MM-DD/hour=HH/topic={topic}/partition={p}/{first_offset:020d}.jsonl[.gz]
+
+The hour is the event hour (Kafka record timestamp, UTC) of the batch's records: a batch never
+spans two hours. A batch always starts at a partition's committed offset or right after the
+previous batch, so a batch redelivered after a crash gets the same key as the object already
+written, and ``If-None-Match: *`` turns the rewrite into a no-op (see writer.py). Zero-padded
+offsets make a prefix listing come back in offset order.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+_KEY = re.compile(
+    r"(?:^|/)dt=(\d{4}-\d{2}-\d{2})/hour=(\d{2})/topic=([^/]+)/partition=(\d+)/(\d{20})\.jsonl(\.gz)?$"
+)
+
+
+def event_hour(timestamp_ms: int) -> str:
+    """``YYYY-MM-DD/HH`` of an event time, UTC."""
+    return datetime.fromtimestamp(timestamp_ms / 1000, UTC).strftime("%Y-%m-%d/%H")
+
+
+def hour_prefix(prefix: str, hour: str) -> str:
+    day, hh = hour.split("/")
+    return f"{prefix}/dt={day}/hour={hh}/"
+
+
+def object_key(
+    prefix: str, hour: str, topic: str, partition: int, first_offset: int, *, gzip: bool
+) -> str:
+    suffix = ".jsonl.gz" if gzip else ".jsonl"
+    folder = f"{hour_prefix(prefix, hour)}topic={topic}/partition={partition}"
+    return f"{folder}/{first_offset:020d}{suffix}"
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedKey:
+    day: str
+    hour: str
+    topic: str
+    partition: int
+    first_offset: int
+    gzip: bool
+
+
+def parse_key(key: str) -> ParsedKey | None:
+    match = _KEY.search(key)
+    if not match:
+        return None
+    day, hour, topic, partition, first, gz = match.groups()
+    return ParsedKey(day, hour, topic, int(partition), int(first), gz is not None)

@@ -1,0 +1,268 @@
+"""Executes one validated request against its upstream under every protection, never raising.
+
+Order of the guards for each attempt, and why:
+1. global deadline  - the caller's time is the hard bound (I1); nothing starts past it;
+2. rate limit       - cheapest check, protects the upstream from bursts;
+3. circuit breaker  - no call to an upstream known to be failing (only half-open probes);
+4. bulkhead         - bounds concurrent calls so one slow upstream cannot take every slot;
+5. the HTTP attempt, then the retry decision (policy + budget + deadline).
+
+Saturation (limit or bulkhead) either rejects at once or waits a bounded time, per upstream
+(``on_saturation``), as runbook INC-03 asks ("rejet explicite / file limitee").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from dataclasses import dataclass, field
+
+from netscope.config import UpstreamConfig
+from netscope.contract.records import Attempt, Outcome
+from netscope.contract.request import CallRequest
+from netscope.observability.events import (
+    BreakerTransitioned,
+    EventBus,
+    RetryDenied,
+    RetryScheduled,
+)
+from netscope.outbound.http import AttemptResult, UpstreamClient
+from netscope.resilience.breaker import BreakerConfig, CircuitBreaker, Transition
+from netscope.resilience.budget import RetryBudget, RetryBudgetConfig
+from netscope.resilience.bulkhead import Bulkhead
+from netscope.resilience.clock import Clock, SystemClock
+from netscope.resilience.limiter import TokenBucket
+from netscope.resilience.retry import FailedAttempt, RetryPolicy, decide
+
+_ERROR_OUTCOME = {
+    "timeout_connect": Outcome.TIMEOUT_CONNECT,
+    "timeout_read": Outcome.TIMEOUT_READ,
+    "connect_error": Outcome.CONNECT_ERROR,
+    "connection_reset": Outcome.CONNECT_ERROR,
+    "protocol_error": Outcome.PROTOCOL_ERROR,
+    "response_too_large": Outcome.PROTOCOL_ERROR,
+}
+
+
+@dataclass(slots=True)
+class CallResult:
+    outcome: Outcome
+    attempts: list[Attempt] = field(default_factory=list)
+    status: int | None = None
+    error_class: str | None = None
+    detail: str | None = None
+    upstream_time_s: float = 0.0  # inside attempts and retry waits: not NetScope's overhead
+
+
+class UpstreamGuard:
+    """The protections of one upstream, sharing state across all its calls."""
+
+    def __init__(
+        self, name: str, cfg: UpstreamConfig, events: EventBus, clock: Clock | None = None
+    ) -> None:
+        self.name = name
+        self.cfg = cfg
+        self.clock = clock or SystemClock()
+        self.client = UpstreamClient(name, cfg)
+        self.policy = RetryPolicy(**cfg.retry.model_dump())
+        self.budget = RetryBudget(RetryBudgetConfig(**cfg.retry_budget.model_dump()), self.clock)
+        breaker_cfg = cfg.breaker.model_dump()
+        self.breaker_enabled = breaker_cfg.pop("enabled")
+        self.breaker = CircuitBreaker(
+            name, BreakerConfig(**breaker_cfg), self.clock, on_transition=self._on_transition
+        )
+        rate = cfg.rate_limit.rate_per_s
+        self.limiter = TokenBucket(
+            rate if rate > 0 else float("inf"), cfg.rate_limit.burst, self.clock
+        )
+        self.bulkhead = Bulkhead(cfg.bulkhead.max_concurrent)
+        self._bulkhead_freed = asyncio.Condition()
+        self._events = events
+        self._rand = random.random
+
+    def _on_transition(self, t: Transition) -> None:
+        self._events.publish(
+            BreakerTransitioned(
+                upstream=self.name,
+                from_state=str(t.from_state),
+                to_state=str(t.to_state),
+                reason=t.reason,
+            )
+        )
+
+    async def _admit_rate(self, deadline: float) -> bool:
+        if self.limiter.try_acquire():
+            return True
+        if self.cfg.on_saturation == "reject":
+            return False
+        limit = min(self.cfg.max_saturation_wait_s, deadline - self.clock.monotonic())
+        wait = self.limiter.wait_time_s()
+        if wait > limit:
+            return False
+        await asyncio.sleep(wait)
+        return self.limiter.try_acquire()
+
+    async def _admit_bulkhead(self, deadline: float) -> bool:
+        if self.bulkhead.try_acquire():
+            return True
+        if self.cfg.on_saturation == "reject":
+            return False
+        limit = min(self.cfg.max_saturation_wait_s, deadline - self.clock.monotonic())
+        if limit <= 0:
+            return False
+        async with self._bulkhead_freed:
+            try:
+                await asyncio.wait_for(
+                    self._bulkhead_freed.wait_for(self.bulkhead.try_acquire), limit
+                )
+            except TimeoutError:
+                return False
+        return True
+
+    async def _release_bulkhead(self) -> None:
+        self.bulkhead.release()
+        async with self._bulkhead_freed:
+            self._bulkhead_freed.notify(1)
+
+    async def call(self, req: CallRequest) -> CallResult:
+        """Run the request to a terminal outcome. Total: never raises (except cancellation)."""
+        try:
+            return await self._call(req)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a bug here must still end in an audited outcome
+            return CallResult(
+                Outcome.PROTOCOL_ERROR,
+                error_class="internal_error",
+                detail=f"{type(exc).__name__}: {exc}"[:300],
+            )
+
+    async def _call(self, req: CallRequest) -> CallResult:
+        cfg = self.cfg
+        start = self.clock.monotonic()
+        budget_s = cfg.deadline_s
+        if req.message.timeout_ms is not None:
+            budget_s = min(budget_s, req.message.timeout_ms / 1000)
+        deadline = start + budget_s
+        result = CallResult(Outcome.SUCCESS)
+        self.budget.record_request()
+        attempt_no = 0
+        t_upstream = 0.0
+        while True:
+            attempt_no += 1
+            remaining = deadline - self.clock.monotonic()
+            if remaining <= 0:
+                result.outcome = Outcome.DEADLINE_EXCEEDED
+                result.error_class = "deadline_exceeded"
+                break
+            if not await self._admit_rate(deadline):
+                result.outcome, result.error_class = Outcome.REJECTED_RATE_LIMITED, "rate_limited"
+                break
+            permit = self.breaker.try_acquire() if self.breaker_enabled else None
+            if self.breaker_enabled and permit is None:
+                result.outcome = Outcome.REJECTED_CIRCUIT_OPEN
+                result.error_class = "circuit_open"
+                break
+            if not await self._admit_bulkhead(deadline):
+                if permit is not None:
+                    self.breaker.record_ignored(permit)
+                result.outcome, result.error_class = Outcome.REJECTED_RATE_LIMITED, "bulkhead_full"
+                break
+            remaining = deadline - self.clock.monotonic()
+            t0 = time.perf_counter()
+            try:
+                res = await self._attempt(req, remaining)
+            finally:
+                await self._release_bulkhead()
+            t_upstream += time.perf_counter() - t0
+            attempt = Attempt(
+                n=attempt_no,
+                started_at=res.started_at,
+                duration_s=round(res.duration_s, 6),
+                status=res.status,
+                error_class=res.error_class,
+            )
+            result.attempts.append(attempt)
+            result.status, result.error_class, result.detail = (
+                res.status,
+                res.error_class,
+                res.detail,
+            )
+            healthy = res.error_class is None and res.status is not None and res.status < 500
+            if permit is not None:
+                if res.status == 429:
+                    self.breaker.record_ignored(permit)  # pushback, not ill health
+                elif healthy:
+                    self.breaker.record_success(permit, res.duration_s)
+                else:
+                    self.breaker.record_failure(permit, res.duration_s)
+            if res.error_class is None and res.status is not None and res.status < 400:
+                result.outcome = Outcome.SUCCESS
+                break
+            result.outcome = (
+                _ERROR_OUTCOME.get(res.error_class or "", Outcome.PROTOCOL_ERROR)
+                if res.error_class
+                else Outcome.HTTP_ERROR
+            )
+            if res.error_class == "deadline_exceeded":
+                result.outcome = Outcome.DEADLINE_EXCEEDED
+                break
+            decision = decide(
+                self.policy,
+                attempt=attempt_no,
+                failure=FailedAttempt(
+                    error_class=res.error_class, status=res.status, retry_after_s=res.retry_after_s
+                ),
+                method=req.message.method,
+                has_idempotency_key=req.message.idempotency_key is not None,
+                now=self.clock.monotonic(),
+                deadline=deadline,
+                per_try_timeout_s=min(cfg.per_try_timeout_s, budget_s),
+                budget=self.budget,
+                rand=self._rand,
+            )
+            if not decision.retry:
+                if decision.reason.startswith(("retry budget", "deadline")):
+                    self._events.publish(RetryDenied(upstream=self.name, reason=decision.reason))
+                break
+            attempt.retry_delay_s = round(decision.delay_s, 6)
+            self._events.publish(
+                RetryScheduled(
+                    upstream=self.name,
+                    request_id=req.request_id,
+                    trace_id=req.trace.trace_id,
+                    attempt=attempt_no,
+                    reason=decision.reason,
+                    delay_s=decision.delay_s,
+                )
+            )
+            t0 = time.perf_counter()
+            await asyncio.sleep(decision.delay_s)
+            t_upstream += time.perf_counter() - t0
+        result.upstream_time_s = t_upstream
+        return result
+
+    async def _attempt(self, req: CallRequest, remaining_s: float) -> AttemptResult:
+        """One try, cut short by the global deadline (reported as deadline_exceeded)."""
+        connect_s = min(self.cfg.connect_timeout_s, remaining_s)
+        read_s = min(self.cfg.read_timeout_s, remaining_s)
+        started = time.time()
+        t0 = time.perf_counter()
+        try:
+            async with asyncio.timeout(remaining_s):
+                res = await self.client.attempt(
+                    req, connect_timeout_s=connect_s, read_timeout_s=read_s
+                )
+        except TimeoutError:
+            return AttemptResult(
+                started_at=started,
+                duration_s=time.perf_counter() - t0,
+                error_class="deadline_exceeded",
+            )
+        # The per-try timeout fired only because the deadline clipped it: say so.
+        if res.error_class in ("timeout_read", "timeout_connect") and (
+            read_s < self.cfg.read_timeout_s or connect_s < self.cfg.connect_timeout_s
+        ):
+            res.error_class = "deadline_exceeded"
+        return res

@@ -1,0 +1,135 @@
+"""One HTTP attempt against one allow-listed upstream, classified for the retry policy.
+
+Thin on purpose: aiohttp does the protocol; this module only builds the request from the
+validated message (the URL is the configured ``base_url`` + the message's path, never anything
+the message chooses), bounds sizes, and turns aiohttp's exception zoo into the error classes
+the outcome enum and the metrics use: connect vs read timeouts are told apart here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import aiohttp
+from yarl import URL
+
+from netscope.config import UpstreamConfig
+from netscope.contract.request import CallRequest
+from netscope.resilience.retry import parse_retry_after
+
+
+@dataclass(slots=True)
+class AttemptResult:
+    started_at: float  # epoch seconds
+    duration_s: float
+    status: int | None = None
+    error_class: str | None = None  # see Outcome / metrics: connect_error, timeout_read, ...
+    detail: str | None = None
+    retry_after_s: float | None = None
+
+
+class UpstreamClient:
+    """A pooled aiohttp session for one upstream."""
+
+    def __init__(self, name: str, cfg: UpstreamConfig) -> None:
+        self.name = name
+        self.cfg = cfg
+        self._base = cfg.base_url
+        self._static_headers = dict(cfg.headers)
+        self._static_headers.update(
+            {k: v.get_secret_value() for k, v in cfg.secret_headers.items()}
+        )
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        connector = aiohttp.TCPConnector(
+            limit=self.cfg.max_connections, ttl_dns_cache=60, enable_cleanup_closed=True
+        )
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            auto_decompress=True,
+            raise_for_status=False,
+            # Redirects could leave the allow-listed host: never follow them.
+            trust_env=False,
+        )
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def _headers(self, req: CallRequest) -> dict[str, str]:
+        headers: dict[str, str] = dict(req.message.headers)
+        # Configured headers win: a message must not override credentials the operator set.
+        headers.update(self._static_headers)
+        headers["traceparent"] = req.trace.header
+        headers["Idempotency-Key"] = req.idempotency_key
+        if req.content_type:
+            headers["Content-Type"] = req.content_type
+        return headers
+
+    async def attempt(
+        self, req: CallRequest, *, connect_timeout_s: float, read_timeout_s: float
+    ) -> AttemptResult:
+        assert self._session is not None, "start() first"
+        started_at = time.time()
+        t0 = time.perf_counter()
+        result = AttemptResult(started_at=started_at, duration_s=0.0)
+        timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=connect_timeout_s, sock_read=read_timeout_s
+        )
+        url = URL(self._base + req.message.path, encoded=True)
+        try:
+            async with self._session.request(
+                req.message.method,
+                url,
+                headers=self._headers(req),
+                data=req.body_bytes,
+                timeout=timeout,
+                allow_redirects=False,
+            ) as resp:
+                result.status = resp.status
+                result.retry_after_s = parse_retry_after(
+                    _header(resp.headers, "Retry-After"), time.time()
+                )
+                limit = self.cfg.max_response_bytes
+                body = await resp.content.read(limit + 1)
+                if len(body) > limit:
+                    result.error_class = "response_too_large"
+                    result.detail = f"response larger than max_response_bytes={limit}"
+        except aiohttp.ConnectionTimeoutError:
+            result.error_class = "timeout_connect"
+        except (aiohttp.SocketTimeoutError, aiohttp.ServerTimeoutError):
+            result.error_class = "timeout_read"
+        except aiohttp.ClientConnectorError as exc:
+            result.error_class = "connect_error"
+            result.detail = _short(exc)
+        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
+            result.error_class = "connection_reset"
+            result.detail = _short(exc)
+        except aiohttp.ClientPayloadError as exc:
+            result.error_class = "protocol_error"
+            result.detail = _short(exc)
+        except aiohttp.ClientResponseError as exc:
+            result.error_class = "protocol_error"
+            result.detail = _short(exc)
+        except aiohttp.ClientError as exc:
+            result.error_class = "connect_error"
+            result.detail = _short(exc)
+        except TimeoutError:
+            result.error_class = "timeout_read"
+        except asyncio.CancelledError:
+            raise
+        result.duration_s = time.perf_counter() - t0
+        return result
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    return headers.get(name)
+
+
+def _short(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:300]

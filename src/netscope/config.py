@@ -144,7 +144,7 @@ class KafkaConfig(_Strict):
     dead_letter_topic: str = "netscope.requests.dlq"
     group_id: str = "netscope"
     client_id: str = "netscope"
-    session_timeout_s: Annotated[float, Field(ge=6, le=300)] = 10.0
+    session_timeout_s: Annotated[float, Field(ge=1, le=300)] = 10.0
     max_poll_records: int = Field(500, ge=1)
     auto_offset_reset: Literal["earliest", "latest"] = "earliest"
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"

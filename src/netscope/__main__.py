@@ -1,0 +1,3 @@
+from netscope.cli import main
+
+main()

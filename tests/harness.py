@@ -1,0 +1,198 @@
+"""Helpers for end-to-end tests: settings for real services, produce, read back the audit.
+
+Everything here talks to the real broker and store handed over by the fixtures; nothing is
+mocked. Waiting is always a poll with a deadline on an observable condition.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from netscope.audit.batch import decode
+from netscope.audit.store import AuditStore
+from netscope.config import AuditConfig, Settings
+from netscope.tools.messages import make_invalid, make_request
+
+SMALL_INVALID = (
+    "garbage",
+    "json_array",
+    "missing_request_id",
+    "wrong_types",
+    "path_with_scheme",
+    "forbidden_header_host",
+)
+
+
+def settings_for(
+    *,
+    broker: Any,
+    topic: str,
+    tmp_path: Path,
+    upstreams: dict[str, str],
+    rgw: Any | None = None,
+    bucket: str | None = None,
+    group_id: str = "netscope-test",
+    api: dict[str, Any] | None = None,
+    audit: dict[str, Any] | None = None,
+    pipeline: dict[str, Any] | None = None,
+    upstream_overrides: dict[str, Any] | None = None,
+) -> Settings:
+    audit_cfg: dict[str, Any] = {
+        "spool": {"path": tmp_path / "spool", "free_disk_floor_bytes": 0},
+        "batch_max_delay_s": 0.1,
+        "write_timeout_s": 2.0,
+    }
+    if rgw is not None:
+        audit_cfg |= {
+            "backend": "s3",
+            "s3": {
+                "endpoint": rgw.endpoint,
+                "bucket": bucket or rgw.bucket,
+                "region": rgw.region,
+                "access_key_id": rgw.access_key,
+                "secret_access_key": rgw.secret_key,
+            },
+        }
+    else:
+        audit_cfg |= {"backend": "local", "local": {"path": tmp_path / "audit"}}
+    audit_cfg |= audit or {}
+    return Settings(
+        instance_id="test",
+        kafka={
+            "bootstrap_servers": broker.bootstrap,
+            "requests_topic": topic,
+            "dead_letter_topic": f"{topic}.dlq",
+            "group_id": group_id,
+            "session_timeout_s": max(6.0, broker.session_timeout_ms / 1000),
+        },
+        audit=audit_cfg,
+        api={"port": 0} | (api or {}),
+        pipeline={"commit_interval_s": 0.2, "drain_timeout_s": 10} | (pipeline or {}),
+        upstreams={
+            name: {"base_url": url, "read_timeout_s": 2.0} | (upstream_overrides or {})
+            for name, url in upstreams.items()
+        },
+    )
+
+
+def make_traffic(
+    n: int, *, upstreams: list[str], invalid_every: int = 0, seed: int = 7
+) -> list[tuple[bytes, bytes, dict[str, Any] | None]]:
+    """(key, value, request-or-None-if-invalid) triples, deterministic for a seed."""
+    rand = random.Random(seed)
+    out = []
+    for i in range(n):
+        key = f"k-{rand.randrange(64)}".encode()
+        if invalid_every and i % invalid_every == invalid_every - 1:
+            kind = SMALL_INVALID[i % len(SMALL_INVALID)]
+            out.append((key, make_invalid(kind, rand), None))
+        else:
+            req = make_request(upstreams[i % len(upstreams)], rand=rand)
+            out.append((key, orjson.dumps(req), req))
+    return out
+
+
+async def produce(
+    bootstrap: str, topic: str, items: list[tuple[bytes, bytes, Any]]
+) -> dict[int, int]:
+    """Produce and wait for acks; returns the next offset per partition (what must be committed)."""
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, acks="all", linger_ms=5, max_request_size=4 << 20
+    )
+    await producer.start()
+    ends: dict[int, int] = {}
+    try:
+        futures = [await producer.send(topic, value=v, key=k) for k, v, _ in items]
+        for fut in futures:
+            meta = await fut
+            ends[meta.partition] = max(ends.get(meta.partition, 0), meta.offset + 1)
+    finally:
+        await producer.stop()
+    return ends
+
+
+async def read_audit(cfg: AuditConfig) -> list[dict[str, Any]]:
+    store = AuditStore.from_config(cfg)
+    records: list[dict[str, Any]] = []
+    async for key in store.list_keys(cfg.prefix + "/"):
+        records.extend(decode(await store.get(key)))
+    return records
+
+
+async def committed_offsets(bootstrap: str, group_id: str, topic: str) -> dict[int, int]:
+    """Committed offsets of a group (OffsetFetch; tansu lacks the admin API for it)."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=group_id, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        parts = consumer.partitions_for_topic(topic) or set()
+        if not parts:
+            await consumer.force_metadata_update()
+            parts = consumer.partitions_for_topic(topic) or set()
+        out = {}
+        for p in sorted(parts):
+            offset = await consumer.committed(TopicPartition(topic, p))
+            if offset is not None:
+                out[p] = offset
+        return out
+    finally:
+        await consumer.stop()
+
+
+async def read_topic(bootstrap: str, topic: str, expected: int, timeout_s: float = 30) -> list[Any]:
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
+    )
+    await consumer.start()
+    out: list[Any] = []
+    try:
+        parts = consumer.partitions_for_topic(topic) or set()
+        deadline = time.monotonic() + timeout_s
+        while not parts and time.monotonic() < deadline:
+            await consumer.force_metadata_update()
+            parts = consumer.partitions_for_topic(topic) or set()
+        consumer.assign([TopicPartition(topic, p) for p in parts])
+        await consumer.seek_to_beginning()
+        while len(out) < expected and time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=500)
+            for records in batch.values():
+                out.extend(records)
+    finally:
+        await consumer.stop()
+    return out
+
+
+async def wait_for(
+    predicate: Callable[[], Awaitable[bool]] | Callable[[], bool],
+    *,
+    timeout_s: float,
+    interval_s: float = 0.2,
+    what: str = "condition",
+) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        result = predicate()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+        await asyncio.sleep(interval_s)
+
+
+def terminal_counts(records: list[dict[str, Any]]) -> Counter[tuple[str, int, int]]:
+    """How many terminal records each (topic, partition, offset) has."""
+    return Counter(
+        (r["kafka"]["topic"], r["kafka"]["partition"], r["kafka"]["offset"]) for r in records
+    )

@@ -1,0 +1,228 @@
+"""The main job end to end on real brokers (tansu and noida) and a real Ceph RGW."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from netscope.contract.records import DLQ_FIELD, DLQ_REASON, DLQ_SOURCE
+from netscope.service import Service
+from netscope.tools.upstream_sim import SimConfig, UpstreamSim
+from tests.harness import (
+    committed_offsets,
+    make_traffic,
+    produce,
+    read_audit,
+    read_topic,
+    settings_for,
+    terminal_counts,
+    wait_for,
+)
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+async def sim():
+    async with UpstreamSim(SimConfig(latency_ms=1.0)) as s:
+        yield s
+
+
+async def _run_until_committed(service: Service, ends: dict[int, int], cfg: Any, timeout_s: float):
+    run = asyncio.create_task(service.pipeline.run())
+    try:
+        await wait_for(
+            lambda: all(
+                service.pipeline._committed.get(tp) == end
+                for tp, end in {
+                    _tp(cfg.kafka.requests_topic, p): e for p, e in ends.items()
+                }.items()
+            ),
+            timeout_s=timeout_s,
+            what="offsets committed to the end",
+        )
+    finally:
+        service.pipeline.request_stop()
+        await run
+    return await service.stop()
+
+
+def _tp(topic: str, partition: int) -> Any:
+    from aiokafka import TopicPartition
+
+    return TopicPartition(topic, partition)
+
+
+async def test_10k_messages_each_audited_once_invalid_dead_lettered(
+    kafka_broker, topic, rgw, rgw_bucket, sim, tmp_path: Path
+):
+    settings = settings_for(
+        broker=kafka_broker,
+        topic=topic,
+        tmp_path=tmp_path,
+        rgw=rgw,
+        bucket=rgw_bucket,
+        upstreams={"payments": sim.url, "search": sim.url},
+    )
+    traffic = make_traffic(10_000, upstreams=["payments", "search"], invalid_every=50)
+    invalid = sum(1 for *_, req in traffic if req is None)
+    ends = await produce(kafka_broker.bootstrap, topic, traffic)
+
+    service = Service(settings)
+    await service.start()
+    summary = await _run_until_committed(service, ends, settings, timeout_s=180)
+    assert summary.clean, summary
+
+    records = await read_audit(settings.audit)
+    counts = terminal_counts(records)
+    assert len(counts) == 10_000, "every consumed message has a terminal record"
+    assert set(counts.values()) == {1}, "and only one"
+    by_request = Counter(r["request_id"] for r in records if r["outcome"] != "invalid")
+    expected_ids = {req["request_id"] for *_, req in traffic if req is not None}
+    assert set(by_request) == expected_ids
+    assert set(by_request.values()) == {1}
+    assert Counter(r["outcome"] for r in records)["invalid"] == invalid
+    assert all(r["trace_id"] and len(r["trace_id"]) == 32 for r in records)
+
+    dlq = await read_topic(kafka_broker.bootstrap, f"{topic}.dlq", invalid)
+    assert len(dlq) == invalid
+    for msg in dlq:
+        headers = dict(msg.headers)
+        assert headers[DLQ_REASON] and headers[DLQ_FIELD]
+        assert headers[DLQ_SOURCE].decode().startswith(f"{topic}/")
+
+    assert await committed_offsets(kafka_broker.bootstrap, settings.kafka.group_id, topic) == ends
+    assert sim.stats.total >= 10_000 - invalid
+
+
+async def test_ready_names_rgw_while_it_is_down(
+    tansu_broker, rgw_faults, rgw_bucket, sim, tmp_path: Path
+):
+    topic = f"ready-{os.getpid()}"
+    await tansu_broker.create_topic(topic, 4)
+    settings = settings_for(
+        broker=tansu_broker,
+        topic=topic,
+        tmp_path=tmp_path,
+        rgw=rgw_faults,
+        bucket=rgw_bucket,
+        upstreams={"payments": sim.url},
+    )
+    service = Service(settings)
+    await service.start()
+    run = asyncio.create_task(service.pipeline.run())
+    try:
+        async with httpx.AsyncClient(base_url=service.base_url) as http:
+
+            async def status() -> int:
+                return (await http.get("/health/ready")).status_code
+
+            await wait_for(lambda: _eq(status(), 200), timeout_s=30, what="ready 200")
+            assert (await http.get("/health/live")).status_code == 200
+            rgw_faults.kill_rgw()
+            await wait_for(lambda: _eq(status(), 503), timeout_s=15, what="ready 503")
+            body = (await http.get("/health/ready")).json()
+            assert "audit_store" in body["failing"]
+            assert body["checks"]["kafka"]["ok"] is True
+            rgw_faults.start_rgw()
+            await wait_for(lambda: _eq(status(), 200), timeout_s=30, what="ready 200 again")
+    finally:
+        service.pipeline.request_stop()
+        await run
+        await service.stop()
+
+
+async def _eq(coro: Any, value: Any) -> bool:
+    return (await coro) == value
+
+
+async def test_sigterm_mid_stream_then_restart_no_loss_no_duplicate(
+    kafka_broker, topic, rgw, rgw_bucket, tmp_path: Path
+):
+    """A real `netscope run` process, stopped by SIGTERM halfway and started again."""
+    async with UpstreamSim(SimConfig(latency_ms=5.0)) as sim:
+        settings = settings_for(
+            broker=kafka_broker,
+            topic=topic,
+            tmp_path=tmp_path,
+            rgw=rgw,
+            bucket=rgw_bucket,
+            upstreams={"payments": sim.url},
+        )
+        config = tmp_path / "netscope.toml"
+        config.write_text(_toml(settings))
+        traffic = make_traffic(3000, upstreams=["payments"], invalid_every=100)
+        ends = await produce(kafka_broker.bootstrap, topic, traffic)
+        env = os.environ | {
+            "NETSCOPE_AUDIT__S3__SECRET_ACCESS_KEY": rgw.secret_key,
+        }
+        cmd = [sys.executable, "-m", "netscope", "run", "-c", str(config)]
+
+        first = await asyncio.create_subprocess_exec(*cmd, env=env, stderr=asyncio.subprocess.PIPE)
+        await wait_for(lambda: sim.stats.total >= 800, timeout_s=60, what="first half")
+        first.send_signal(signal.SIGTERM)
+        _, err = await asyncio.wait_for(first.communicate(), 60)
+        assert first.returncode == 0, err.decode()[-2000:]
+        assert b"netscope stopped" in err
+        mid = await committed_offsets(kafka_broker.bootstrap, settings.kafka.group_id, topic)
+        assert sum(mid.values()) < sum(ends.values()), "the stop really happened mid-stream"
+
+        second = await asyncio.create_subprocess_exec(*cmd, env=env, stderr=asyncio.subprocess.PIPE)
+        try:
+
+            async def done() -> bool:
+                got = await committed_offsets(
+                    kafka_broker.bootstrap, settings.kafka.group_id, topic
+                )
+                return got == ends
+
+            await wait_for(done, timeout_s=120, interval_s=0.5, what="all committed")
+        finally:
+            second.send_signal(signal.SIGTERM)
+            _, err2 = await asyncio.wait_for(second.communicate(), 60)
+        assert second.returncode == 0, err2.decode()[-2000:]
+
+    counts = terminal_counts(await read_audit(settings.audit))
+    assert len(counts) == 3000
+    assert set(counts.values()) == {1}
+
+
+def _toml(settings: Any) -> str:
+    """Write the test settings as TOML, leaving the S3 secret to the environment."""
+    s3 = settings.audit.s3
+    lines = [
+        f'instance_id = "{settings.instance_id}"',
+        "[kafka]",
+        f'bootstrap_servers = "{settings.kafka.bootstrap_servers}"',
+        f'requests_topic = "{settings.kafka.requests_topic}"',
+        f'dead_letter_topic = "{settings.kafka.dead_letter_topic}"',
+        f'group_id = "{settings.kafka.group_id}"',
+        f"session_timeout_s = {settings.kafka.session_timeout_s}",
+        "[pipeline]",
+        "commit_interval_s = 0.2",
+        "[api]",
+        "port = 0",
+        "[logging]",
+        'format = "console"',
+        "[audit]",
+        'backend = "s3"',
+        "batch_max_delay_s = 0.1",
+        "[audit.s3]",
+        f'endpoint = "{s3.endpoint}"',
+        f'bucket = "{s3.bucket}"',
+        f'access_key_id = "{s3.access_key_id.get_secret_value()}"',
+        "[audit.spool]",
+        f'path = "{settings.audit.spool.path}"',
+        "free_disk_floor_bytes = 0",
+    ]
+    for name, up in settings.upstreams.items():
+        lines += [f"[upstreams.{name}]", f'base_url = "{up.base_url}"']
+    return "\n".join(lines) + "\n"

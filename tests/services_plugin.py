@@ -43,6 +43,7 @@ from netscope.devservices import (
     TansuBroker,
     free_port,
 )
+from netscope.devservices.base import tie_daemons_to_this_process
 
 BROKERS: dict[str, type[KafkaBroker]] = {"tansu": TansuBroker, "noida": NoidaBroker}
 SERVICE_FIXTURES = frozenset(
@@ -99,6 +100,8 @@ def run_async(factory: Callable[[], Coroutine[Any, Any, T]], timeout_s: float = 
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    # A killed or interrupted session must not leave daemons behind.
+    tie_daemons_to_this_process()
     config.addinivalue_line(
         "markers",
         "broker_features(*names): needs these Kafka broker features; skipped per broker "

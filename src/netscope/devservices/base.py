@@ -23,6 +23,34 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 LOG_TAIL_LINES = 40
+_PR_SET_PDEATHSIG = 1
+_tie_to_parent = False
+
+
+def tie_daemons_to_this_process() -> None:
+    """Make daemons started from now on die (SIGKILL) if this process dies.
+
+    For test sessions: a pytest killed by a timeout or Ctrl-C must not leave Ceph and
+    brokers running on a shared 2-core machine. The CLI does not call this, since its
+    daemons are meant to outlive the command. Linux only (prctl PR_SET_PDEATHSIG).
+    """
+    global _tie_to_parent
+    _tie_to_parent = True
+
+
+def _tie_here() -> bool:
+    # The kernel sends the death signal when the *thread* that forked exits: a daemon
+    # restarted from a worker thread (asyncio.to_thread) would die with that thread.
+    import threading
+
+    return _tie_to_parent and threading.current_thread() is threading.main_thread()
+
+
+def _set_pdeathsig() -> None:
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
 class ServiceError(RuntimeError):
@@ -185,6 +213,7 @@ class Daemon:
                 env=env,
                 start_new_session=True,
                 close_fds=True,
+                preexec_fn=_set_pdeathsig if _tie_here() else None,
             )
         self.pid_file.write_text(f"{proc.pid}\n")
         return proc.pid

@@ -580,3 +580,28 @@ def test_works_without_callback() -> None:
     for _ in range(2):
         call(breaker, ok=False)
     assert breaker.state is S.OPEN
+
+
+# --------------------------------------------------------------------- clock
+
+
+def test_fake_clock_moves_only_forward() -> None:
+    clock = FakeClock(5.0)
+    assert clock.advance(1.5) == 6.5
+    clock.now = 10.0
+    assert clock.monotonic() == 10.0
+    with pytest.raises(ValueError):
+        clock.advance(-1.0)
+    with pytest.raises(ValueError):
+        clock.set(9.0)
+    with pytest.raises(ValueError):
+        FakeClock(float("nan"))
+
+
+def test_system_clock_is_a_clock() -> None:
+    from netscope.resilience.clock import Clock, SystemClock
+
+    clock = SystemClock()
+    assert isinstance(clock, Clock)
+    first = clock.monotonic()
+    assert clock.monotonic() >= first

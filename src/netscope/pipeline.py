@@ -142,7 +142,14 @@ class Pipeline:
         self._consumer.subscribe([self.settings.kafka.requests_topic], listener=_Rebalance(self))
         self.consumer_connected = True
         if not self.spool_report.clean:
+            # Torn tails are truncated and corrupt segments quarantined, never dropped silently.
             log.warning("audit spool recovered with findings: %s", self.spool_report)
+        if self.spool_report.pending_entries:
+            log.warning(
+                "audit spool holds %d batches from a previous run: draining them",
+                self.spool_report.pending_entries,
+            )
+            self.drainer.wake()
         self._background = [
             asyncio.create_task(self.writer.run(), name="audit-sealer"),
             asyncio.create_task(self.drainer.run(), name="spool-drainer"),
@@ -461,6 +468,8 @@ class Pipeline:
         """Gauges that are states, not events; and breaker time-based transitions."""
         while True:
             self.metrics.queue_depth.set(self.writer.pending_records)
+            stats = await asyncio.to_thread(self.spool.stats)
+            self.metrics.sample_spool(stats, self.writer.spool_full)
             for guard in self.guards.values():
                 guard.breaker.poll()
             for tp in self._consumer.assignment():
@@ -476,7 +485,9 @@ class Pipeline:
             await asyncio.sleep(1.0)
 
     def _on_drain_event(self, name: str, fields: dict[str, Any]) -> None:
-        if name == "upload_failed":
+        if name == "drained":
+            self.metrics.spool_drained.inc()
+        elif name == "upload_failed":
             log.warning("spool drain failed: %s", fields)
 
     # -- readiness ---------------------------------------------------------------------------

@@ -182,10 +182,55 @@ class Metrics:
         self.assigned = Gauge(
             "netscope_assigned_partitions", "Partitions assigned to this process.", registry=r
         )
+        self.spool_bytes = Gauge(
+            "netscope_audit_spool_bytes", "Bytes in the local audit spool.", registry=r
+        )
+        self.spool_segments = Gauge(
+            "netscope_audit_spool_segments", "Segment files in the local audit spool.", registry=r
+        )
+        self.spool_pending = Gauge(
+            "netscope_audit_spool_pending_batches",
+            "Audit batches in the spool waiting for upload.",
+            registry=r,
+        )
+        self.spool_oldest_age = Gauge(
+            "netscope_audit_backlog_oldest_age_seconds",
+            "Age of the oldest spooled batch not yet uploaded (0 when empty).",
+            registry=r,
+        )
+        self.spool_free_disk = Gauge(
+            "netscope_audit_spool_free_disk_bytes",
+            "Free bytes on the spool's volume.",
+            registry=r,
+        )
+        self.spool_full = Gauge(
+            "netscope_audit_spool_full",
+            "1 while the spool refuses appends (capacity or free-disk floor).",
+            registry=r,
+        )
+        self.spool_quarantined = Gauge(
+            "netscope_audit_spool_quarantined_segments",
+            "Corrupt spool segments moved to quarantine (need an operator).",
+            registry=r,
+        )
+        self.spool_drained = Counter(
+            "netscope_audit_spool_drained_total",
+            "Spooled batches uploaded to the store (rate() = drain rate).",
+            registry=r,
+        )
         self.started = Gauge(
             "netscope_start_time_seconds", "Unix time the process started.", registry=r
         )
         self.started.set(time.time())
+
+    def sample_spool(self, stats: Any, refusing: bool) -> None:
+        self.spool_bytes.set(stats.bytes)
+        self.spool_segments.set(stats.segments)
+        self.spool_pending.set(stats.pending_entries)
+        self.spool_oldest_age.set(stats.oldest_pending_age_s or 0.0)
+        self.spool_free_disk.set(stats.free_disk_bytes)
+        self.spool_full.set(1 if (stats.full or refusing) else 0)
+        self.spool_quarantined.set(stats.quarantined_segments)
 
     def init_upstream(self, name: str, state: str = "closed") -> None:
         """Export every series of an upstream at zero, so rate() and alerts work from start."""

@@ -238,6 +238,23 @@ def test_segment_of_garbage_is_torn_not_raised(tmp_path: Path) -> None:
     assert ref.segment > 9  # never reuses a number seen on disk
 
 
+def test_quarantine_never_overwrites_an_earlier_quarantined_file(tmp_path: Path) -> None:
+    spool, _ = open_spool(tmp_path)
+    refs = [spool.append(f"k{i}", b"v" * 40, meta(i)) for i in range(2)]
+    spool.close()
+    seg = segments(tmp_path)[0]
+    (tmp_path / "quarantine" / seg.name).write_bytes(b"older evidence")
+    data = bytearray(seg.read_bytes())
+    data[refs[0].offset + 30] ^= 0x01
+    seg.write_bytes(bytes(data))
+
+    spool2, report = open_spool(tmp_path)
+    assert (tmp_path / "quarantine" / seg.name).read_bytes() == b"older evidence"
+    assert Path(report.quarantined[0].moved_to).name.endswith(".1.log")
+    assert spool2.stats().quarantined_segments == 2
+    assert keys(spool2) == ["k1"]
+
+
 def test_torn_and_corrupt_ack_records_leave_entries_pending(tmp_path: Path) -> None:
     spool, _ = open_spool(tmp_path)
     refs = [spool.append(f"k{i}", b"v", meta(i)) for i in range(3)]

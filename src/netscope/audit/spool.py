@@ -442,7 +442,7 @@ class Spool:
         dest = self._qdir / path.name
         n = 1
         while dest.exists():
-            dest = self._qdir / f"{path.name}.{n}"
+            dest = self._qdir / f"{path.stem}.{n}.log"  # still counted as a .log
             n += 1
         os.replace(path, dest)
         ack_path = self._dir / _ack_name(seq)

@@ -86,29 +86,27 @@ def test_sustained_load_bounded_by_ratio() -> None:
     assert granted <= 0.2 * 1000 + 10
 
 
+# Times and ttl on a 1/8 s grid: dyadic values keep float arithmetic exact, so
+# the window boundaries in the checks agree with the implementation's.
+eighths = st.integers(0, 24).map(lambda k: k / 8)
 events = st.lists(
-    st.tuples(st.sampled_from(["request", "retry"]),
-              st.floats(0.0, 3.0),
-              st.integers(1, 5)),
+    st.tuples(st.sampled_from(["request", "retry"]), eighths, st.integers(1, 5)),
     max_size=120,
 )
 configs = st.builds(
     RetryBudgetConfig,
     ratio=st.floats(0.0, 2.0),
     min_retries_per_s=st.floats(0.0, 2.0),
-    ttl_s=st.floats(0.5, 10.0),
+    ttl_s=st.integers(4, 80).map(lambda k: k / 8),
 )
 
 
-@settings(max_examples=300, deadline=None)
-@given(config=configs, script=events)
-def test_trailing_window_bound(config: RetryBudgetConfig,
-                               script: list[tuple[str, float, int]]) -> None:
-    """At each granted retry t: retries(t-ttl, t] <= ratio*requests(t-ttl, t] + reserve.
+def replay(config: RetryBudgetConfig,
+           script: list[tuple[str, float, int]]) -> tuple[list[float], list[float]]:
+    """Run the script; at each granted retry t check the trailing-window bound.
 
-    Also the corollary for arbitrary windows (a, a+ttl]: bounded by requests in
-    (a-ttl, a+ttl]. Window membership uses the same `now - s < ttl` test as the
-    implementation so float rounding cannot blur the boundary.
+    retries(t-ttl, t] <= ratio * requests(t-ttl, t] + reserve, with membership
+    tested as `t - s < ttl`, the same arithmetic as the implementation.
     """
     clock = FakeClock(0.0)
     budget = RetryBudget(config, clock)
@@ -126,8 +124,36 @@ def test_trailing_window_bound(config: RetryBudgetConfig,
                 in_window = sum(1 for s in retries if t - s < config.ttl_s)
                 funded = sum(1 for s in requests if t - s < config.ttl_s)
                 assert in_window <= config.ratio * funded + config.reserve + 1e-9
+    return requests, retries
+
+
+float_events = st.lists(
+    st.tuples(st.sampled_from(["request", "retry"]), st.floats(0.0, 3.0), st.integers(1, 5)),
+    max_size=120,
+)
+float_configs = st.builds(
+    RetryBudgetConfig,
+    ratio=st.floats(0.0, 2.0),
+    min_retries_per_s=st.floats(0.0, 2.0),
+    ttl_s=st.floats(0.5, 10.0),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(config=float_configs, script=float_events)
+def test_trailing_window_bound(config: RetryBudgetConfig,
+                               script: list[tuple[str, float, int]]) -> None:
+    replay(config, script)
+
+
+@settings(max_examples=300, deadline=None)
+@given(config=configs, script=events)
+def test_any_window_bound(config: RetryBudgetConfig,
+                          script: list[tuple[str, float, int]]) -> None:
+    """Corollary: retries in (a, a+ttl] <= ratio * requests in (a-ttl, a+ttl] + reserve."""
+    requests, retries = replay(config, script)
     ttl = config.ttl_s
-    for a in {r - ttl for r in retries} | {r - 1e-6 for r in retries}:
+    for a in {r - ttl for r in retries} | {r - 1 / 16 for r in retries}:
         in_window = sum(1 for s in retries if a < s <= a + ttl)
         funded = sum(1 for s in requests if a - ttl < s <= a + ttl)
         assert in_window <= config.ratio * funded + config.reserve + 1e-9

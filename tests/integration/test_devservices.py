@@ -199,19 +199,29 @@ def test_cli_rejects_unknown_service(tmp_path: Path) -> None:
 def test_cli_up_status_down_roundtrip(tmp_path: Path) -> None:
     runner = CliRunner()
     args = ["--data-dir", str(tmp_path)]
-    port = str(_free())
+    tansu, noida = str(_free()), str(_free())
     try:
-        up = runner.invoke(app, ["up", "tansu", *args, "--tansu-port", port])
+        up = runner.invoke(
+            app, ["up", "tansu", "noida", *args, "--tansu-port", tansu, "--noida-port", noida]
+        )
         if up.exit_code != 0 and "not found" in up.output:
             pytest.skip(up.output)
         assert up.exit_code == 0, up.output
-        assert f"127.0.0.1:{port}" in up.output
+        # One active export per variable: pasting the block must not let the last one win.
+        assert f"\nexport NETSCOPE_KAFKA__BOOTSTRAP_SERVERS=127.0.0.1:{tansu}" in up.output
+        assert f"# alternative: export NETSCOPE_KAFKA__BOOTSTRAP_SERVERS=127.0.0.1:{noida}" in (
+            up.output
+        )
+        # Ports given at `up` are remembered: status needs no port flags.
         status = runner.invoke(app, ["status", *args])
-        assert f"tansu       ready      bootstrap=127.0.0.1:{port}" in status.output
+        assert f"tansu       ready      bootstrap=127.0.0.1:{tansu}" in status.output
+        assert f"noida       ready      bootstrap=127.0.0.1:{noida}" in status.output
     finally:
-        down = runner.invoke(app, ["down", "tansu", *args])
+        down = runner.invoke(app, ["down", "tansu", "noida", *args])
     assert down.exit_code == 0, down.output
-    assert "tansu       stopped" in runner.invoke(app, ["status", *args]).output
+    after = runner.invoke(app, ["status", *args]).output
+    assert "tansu       stopped" in after
+    assert "noida       stopped" in after
 
 
 def _free() -> int:

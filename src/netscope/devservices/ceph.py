@@ -140,6 +140,7 @@ class CephRgw:
 
     def env_lines(self) -> list[str]:
         return [
+            "export NETSCOPE_AUDIT__BACKEND=s3",
             f"export NETSCOPE_AUDIT__S3__ENDPOINT={self.endpoint}",
             f"export NETSCOPE_AUDIT__S3__REGION={self.region}",
             f"export NETSCOPE_AUDIT__S3__BUCKET={self.bucket}",

@@ -92,8 +92,23 @@ def up(
         typer.echo(f"{name}: ready  " + "  ".join(f"{k}={v}" for k, v in st.endpoints.items()))
         env.extend(service.env_lines())
     typer.echo("\n# Dev credentials (loopback only, not secrets). Export with:")
-    for line in env:
+    for line in _one_export_per_variable(env):
         typer.echo(line)
+
+
+def _one_export_per_variable(lines: list[str]) -> list[str]:
+    # Both brokers offer the same variable; a pasted block must not silently let the last
+    # one win, so later duplicates are printed as commented-out alternatives.
+    seen: set[str] = set()
+    out: list[str] = []
+    for line in lines:
+        var = line.removeprefix("export ").split("=", 1)[0] if line.startswith("export ") else ""
+        if var and var in seen:
+            out.append(f"# alternative: {line}")
+        else:
+            seen.add(var)
+            out.append(line)
+    return out
 
 
 @app.command()

@@ -153,7 +153,7 @@ class KafkaBroker:
         )
 
     def env_lines(self) -> list[str]:
-        return [f"export NETSCOPE_INGEST__BOOTSTRAP_SERVERS={self.bootstrap}  # {self.name}"]
+        return [f"export NETSCOPE_KAFKA__BOOTSTRAP_SERVERS={self.bootstrap}  # {self.name}"]
 
     async def create_topic(self, name: str, partitions: int = 4) -> None:
         """Create `name` and return once metadata lists it with `partitions` partitions."""

@@ -111,7 +111,7 @@ async def run_demo(
         reporter.cancel()
         # Let NetScope catch up with what was produced, so the summary shows no loose ends.
         loop_deadline = loop.time() + 10
-        while service.pipeline.processed < sent.sent and loop.time() < loop_deadline:
+        while service.pipeline.processed < sent.sent and loop.time() < loop_deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.1)
         service.pipeline.request_stop()
         await pipeline_task

@@ -321,15 +321,19 @@ class Pipeline:
             audit = self._invalid_record(parsed, position, received_at)
             upstream_time = 0.0
         else:
+            t_wait = time.perf_counter()
             if prev is not None:
                 await asyncio.wait({prev})  # same key: keep order, whatever prev's fate
             async with self._in_flight:
-                self.metrics.in_flight.labels(parsed.upstream).inc()
+                queued_s = time.perf_counter() - t_wait
+                in_flight = self.metrics.in_flight_for(parsed.upstream)
+                in_flight.inc()
                 try:
                     result = await self.guards[parsed.upstream].call(parsed)
                 finally:
-                    self.metrics.in_flight.labels(parsed.upstream).dec()
+                    in_flight.dec()
             audit = self._call_record(parsed, result, position, received_at, t0)
+            audit.queued_s = round(queued_s, 6)
             upstream_time = result.upstream_time_s
         self.processed += 1
         self.events.publish(CallCompleted(audit, upstream_time))

@@ -74,7 +74,8 @@ class AuditRecord:
     outcome: Outcome
     received_at: float  # epoch seconds, when NetScope consumed the message
     completed_at: float
-    latency_s: float
+    latency_s: float  # consume -> outcome, waits included
+    queued_s: float = 0.0  # waiting for the same key's previous message or a free call slot
     status: int | None = None
     error_class: str | None = None
     error_detail: str | None = None

@@ -222,6 +222,7 @@ class Metrics:
             "netscope_start_time_seconds", "Unix time the process started.", registry=r
         )
         self.started.set(time.time())
+        self._in_flight_children: dict[str, Any] = {}
 
     def sample_spool(self, stats: Any, refusing: bool) -> None:
         self.spool_bytes.set(stats.bytes)
@@ -231,6 +232,12 @@ class Metrics:
         self.spool_free_disk.set(stats.free_disk_bytes)
         self.spool_full.set(1 if (stats.full or refusing) else 0)
         self.spool_quarantined.set(stats.quarantined_segments)
+
+    def in_flight_for(self, upstream: str) -> Any:
+        child = self._in_flight_children.get(upstream)
+        if child is None:
+            child = self._in_flight_children[upstream] = self.in_flight.labels(upstream)
+        return child
 
     def init_upstream(self, name: str, state: str = "closed") -> None:
         """Export every series of an upstream at zero, so rate() and alerts work from start."""
@@ -272,7 +279,7 @@ class Metrics:
             self.timeouts.labels(upstream, "deadline").inc()
         if rec.outcome is not Outcome.INVALID:
             self.latency.labels(upstream).observe(rec.latency_s)
-            self.overhead.observe(max(0.0, rec.latency_s - ev.upstream_time_s))
+            self.overhead.observe(max(0.0, rec.latency_s - rec.queued_s - ev.upstream_time_s))
 
     def _retry(self, ev: RetryScheduled) -> None:
         self.retries.labels(ev.upstream).inc()

@@ -260,9 +260,11 @@ class UpstreamGuard:
                 duration_s=time.perf_counter() - t0,
                 error_class="deadline_exceeded",
             )
-        # The per-try timeout fired only because the deadline clipped it: say so.
-        if res.error_class in ("timeout_read", "timeout_connect") and (
-            read_s < self.cfg.read_timeout_s or connect_s < self.cfg.connect_timeout_s
+        # The per-try timeout fired only because the deadline clipped it: say so. Only the
+        # timeout that fired counts: a genuine connect timeout stays one when just the read
+        # timeout was clipped (and vice versa).
+        if (res.error_class == "timeout_read" and read_s < self.cfg.read_timeout_s) or (
+            res.error_class == "timeout_connect" and connect_s < self.cfg.connect_timeout_s
         ):
             res.error_class = "deadline_exceeded"
         return res

@@ -1,0 +1,420 @@
+"""UpstreamGuard (the per-upstream guard stack) against a real in-process upstream, no Kafka.
+
+Every assertion is about what a user of NetScope relies on: the outcome written to the audit,
+the attempts listed in it, and what the upstream really received (``sim.stats``: arrivals,
+headers). Timing assertions are lower bounds (a guarantee of the code, safe on a loaded
+machine) or generous upper bounds a few times the expected value.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import random
+import socket
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import orjson
+import pytest
+from aiohttp import web
+
+from netscope.config import UpstreamConfig
+from netscope.contract.records import Outcome
+from netscope.contract.request import CallRequest, parse_request
+from netscope.observability.events import EventBus, RetryScheduled
+from netscope.outbound.caller import CallResult, UpstreamGuard
+from netscope.tools.messages import make_request
+from netscope.tools.upstream_sim import SimConfig, UpstreamSim
+
+NAME = "api"
+
+
+@pytest.fixture
+async def sim() -> AsyncIterator[UpstreamSim]:
+    async with UpstreamSim(SimConfig(latency_ms=1.0, seed=1)) as s:
+        yield s
+
+
+@pytest.fixture
+async def make_guard() -> AsyncIterator[Callable[..., Any]]:
+    guards: list[UpstreamGuard] = []
+
+    async def factory(base_url: str, **overrides: Any) -> tuple[UpstreamGuard, list[Any]]:
+        cfg = UpstreamConfig(base_url=base_url, **overrides)
+        bus = EventBus()
+        events: list[Any] = []
+        bus.subscribe(events.append)
+        guard = UpstreamGuard(NAME, cfg, bus)
+        await guard.client.start()
+        guards.append(guard)
+        return guard, events
+
+    yield factory
+    for g in guards:
+        await g.client.close()
+
+
+_rand = random.Random(42)
+
+
+def request(**fields: Any) -> CallRequest:
+    """A validated request for upstream NAME; ``fields`` override the message (None deletes)."""
+    method = fields.pop("method", "GET")
+    msg = make_request(NAME, method=method, rand=_rand)
+    for key, value in fields.items():
+        if value is None:
+            msg.pop(key, None)
+        else:
+            msg[key] = value
+    parsed = parse_request(orjson.dumps(msg), upstreams={NAME})
+    assert isinstance(parsed, CallRequest), parsed
+    return parsed
+
+
+NO_RETRY = {"retry": {"max_attempts": 1}}
+FAST_RETRY = {"retry": {"max_attempts": 3, "base_backoff_s": 0.01, "max_backoff_s": 0.02}}
+
+
+# -- timeouts: connect vs read vs deadline ----------------------------------------------------
+
+
+async def test_read_timeout_when_upstream_slower_than_read_timeout(sim, make_guard):
+    sim.config.latency_ms = 800
+    guard, _ = await make_guard(sim.url, read_timeout_s=0.1, **NO_RETRY)
+    res = await guard.call(request())
+    assert res.outcome is Outcome.TIMEOUT_READ
+    assert [a.error_class for a in res.attempts] == ["timeout_read"]
+    assert res.status is None
+    assert sim.stats.total == 1
+
+
+async def test_deadline_when_timeout_ms_shorter_than_per_try_timeout(sim, make_guard):
+    sim.config.latency_ms = 3000
+    guard, _ = await make_guard(sim.url, read_timeout_s=5.0, **FAST_RETRY)
+    t0 = time.perf_counter()
+    res = await guard.call(request(timeout_ms=200))
+    elapsed = time.perf_counter() - t0
+    assert res.outcome is Outcome.DEADLINE_EXCEEDED
+    assert res.error_class == "deadline_exceeded"
+    # the clipped per-try timeout is reported as the deadline, not as a read timeout
+    assert [a.error_class for a in res.attempts] == ["deadline_exceeded"]
+    assert elapsed >= 0.19
+    assert elapsed < 2.5, "the caller's 200 ms deadline cut the 3 s upstream short"
+
+
+async def test_deadline_caps_the_config_deadline_too(sim, make_guard):
+    sim.config.latency_ms = 3000
+    guard, _ = await make_guard(
+        sim.url, connect_timeout_s=0.2, read_timeout_s=5.0, deadline_s=0.3, **FAST_RETRY
+    )
+    res = await guard.call(request())
+    assert res.outcome is Outcome.DEADLINE_EXCEEDED
+    assert len(res.attempts) == 1
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def test_connect_error_on_closed_port_is_retried_up_to_max_attempts(make_guard):
+    url = f"http://127.0.0.1:{_closed_port()}"
+    guard, events = await make_guard(url, **FAST_RETRY)
+    res = await guard.call(request())
+    assert res.outcome is Outcome.CONNECT_ERROR
+    assert [a.error_class for a in res.attempts] == ["connect_error"] * 3
+    assert sum(isinstance(e, RetryScheduled) for e in events) == 2
+
+
+@pytest.fixture
+def unaccepting_port() -> Any:
+    """A port whose listener has a full accept queue: SYNs are dropped, connect hangs."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    fillers = []
+    for _ in range(3):
+        c = socket.socket()
+        c.setblocking(False)
+        with contextlib.suppress(BlockingIOError):
+            c.connect(("127.0.0.1", port))
+        fillers.append(c)
+    yield port
+    for c in fillers:
+        c.close()
+    listener.close()
+
+
+async def test_connect_timeout_when_accept_queue_is_full(unaccepting_port, make_guard):
+    guard, _ = await make_guard(
+        f"http://127.0.0.1:{unaccepting_port}",
+        connect_timeout_s=0.2,
+        read_timeout_s=5.0,
+        **NO_RETRY,
+    )
+    res = await guard.call(request())
+    assert res.outcome is Outcome.TIMEOUT_CONNECT
+    assert [a.error_class for a in res.attempts] == ["timeout_connect"]
+
+
+async def test_connect_timeout_not_mislabelled_when_deadline_clips_the_read_timeout(
+    unaccepting_port, make_guard
+):
+    # deadline 1 s < read_timeout 5 s clips the read timeout of the try; the connect timeout
+    # (0.2 s) is not clipped and is what fires: it must be reported as a connect timeout.
+    guard, _ = await make_guard(
+        f"http://127.0.0.1:{unaccepting_port}",
+        connect_timeout_s=0.2,
+        read_timeout_s=5.0,
+        deadline_s=1.0,
+        **NO_RETRY,
+    )
+    res = await guard.call(request())
+    assert [a.error_class for a in res.attempts] == ["timeout_connect"]
+    assert res.outcome is Outcome.TIMEOUT_CONNECT
+
+
+# -- retries -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("max_attempts", [1, 2, 4])
+async def test_retries_honour_max_attempts(sim, make_guard, max_attempts):
+    sim.config.error_rate = 1.0
+    guard, _ = await make_guard(
+        sim.url, retry={"max_attempts": max_attempts, "base_backoff_s": 0.01}
+    )
+    res = await guard.call(request())
+    assert res.outcome is Outcome.HTTP_ERROR
+    assert res.status == 503
+    assert len(res.attempts) == max_attempts
+    assert sim.stats.total == max_attempts
+
+
+async def test_non_retryable_status_is_not_retried(sim, make_guard):
+    sim.config.error_rate = 1.0
+    sim.config.error_status = 500
+    guard, _ = await make_guard(sim.url, **FAST_RETRY)
+    res = await guard.call(request())
+    assert res.outcome is Outcome.HTTP_ERROR and res.status == 500
+    assert sim.stats.total == 1
+
+
+async def test_post_without_idempotency_key_is_not_retried(sim, make_guard):
+    sim.config.error_rate = 1.0
+    guard, events = await make_guard(sim.url, **FAST_RETRY)
+    res = await guard.call(request(method="POST", idempotency_key=None))
+    assert res.outcome is Outcome.HTTP_ERROR
+    assert len(res.attempts) == 1
+    assert sim.stats.total == 1
+    assert not any(isinstance(e, RetryScheduled) for e in events)
+
+
+async def test_post_with_idempotency_key_is_retried_with_the_same_key(sim, make_guard):
+    sim.config.error_rate = 1.0
+    guard, _ = await make_guard(sim.url, **FAST_RETRY)
+    res = await guard.call(request(method="POST", idempotency_key="order-77"))
+    assert len(res.attempts) == 3
+    assert sim.stats.total == 3
+    keys = [h.get("idempotency-key") for h in sim.stats.headers()]
+    assert keys == ["order-77"] * 3
+
+
+async def test_never_policy_forbids_post_retry_even_with_key(sim, make_guard):
+    sim.config.error_rate = 1.0
+    guard, _ = await make_guard(sim.url, retry={"max_attempts": 3, "retry_non_idempotent": "never"})
+    res = await guard.call(request(method="POST", idempotency_key="k-1"))
+    assert len(res.attempts) == 1
+    assert sim.stats.total == 1
+
+
+async def test_retry_after_is_a_floor_between_attempts(sim, make_guard):
+    sim.config.rate_429 = 1.0
+    sim.config.retry_after_s = 0.3
+    guard, _ = await make_guard(sim.url, retry={"max_attempts": 3, "base_backoff_s": 0.001})
+    res = await guard.call(request())
+    assert res.outcome is Outcome.HTTP_ERROR and res.status == 429
+    arrivals = sim.stats.arrivals()
+    assert len(arrivals) == 3
+    gaps = [b - a for a, b in itertools.pairwise(arrivals)]
+    assert min(gaps) >= 0.3 - 0.01, gaps  # tolerance: arrival stamps, not send stamps
+
+
+# -- headers sent upstream -----------------------------------------------------------------
+
+
+async def test_traceparent_and_idempotency_key_sent_upstream(sim, make_guard):
+    guard, _ = await make_guard(sim.url)
+    req = request(idempotency_key="idem-1")
+    res = await guard.call(req)
+    assert res.outcome is Outcome.SUCCESS and res.status == 200
+    [headers] = sim.stats.headers()
+    assert headers["traceparent"] == req.trace.header
+    assert headers["traceparent"].split("-")[1] == req.message.traceparent.split("-")[1]
+    assert headers["idempotency-key"] == "idem-1"
+
+
+async def test_idempotency_key_defaults_to_request_id(sim, make_guard):
+    guard, _ = await make_guard(sim.url)
+    req = request(idempotency_key=None)
+    await guard.call(req)
+    [headers] = sim.stats.headers()
+    assert headers["idempotency-key"] == req.request_id
+
+
+@pytest.fixture
+async def header_echo() -> AsyncIterator[tuple[str, list[Any]]]:
+    """A bare upstream that keeps every header line, duplicates included."""
+    seen: list[Any] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        seen.append(request.headers.copy())  # CIMultiDict: getall() sees duplicates
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handler)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    yield f"http://127.0.0.1:{port}", seen
+    await runner.cleanup()
+
+
+async def test_secret_headers_sent_and_configured_headers_win(header_echo, make_guard):
+    url, seen = header_echo
+    guard, _ = await make_guard(
+        url,
+        headers={"X-Tenant": "ops"},
+        secret_headers={"Authorization": "Bearer s3cr3t"},
+    )
+    req = request(headers={"x-tenant": "evil", "authorization": "Bearer evil", "X-Extra": "kept"})
+    res = await guard.call(req)
+    assert res.outcome is Outcome.SUCCESS
+    [h] = seen
+    # exactly one line each, case-insensitively, carrying the operator's value
+    assert h.getall("X-Tenant") == ["ops"]
+    assert h.getall("Authorization") == ["Bearer s3cr3t"]
+    assert h.getall("X-Extra") == ["kept"]
+    assert "s3cr3t" not in repr(guard.cfg)
+
+
+# -- saturation: bulkhead and rate limit, reject vs wait -------------------------------------
+
+
+async def test_bulkhead_reject_when_full(sim, make_guard):
+    sim.config.latency_ms = 400
+    guard, _ = await make_guard(
+        sim.url, bulkhead={"max_concurrent": 1}, on_saturation="reject", **NO_RETRY
+    )
+    first = asyncio.create_task(guard.call(request()))
+    await _until(lambda: sim.stats.in_flight == 1)
+    second = await guard.call(request())
+    assert second.outcome is Outcome.REJECTED_RATE_LIMITED
+    assert second.error_class == "bulkhead_full"
+    assert second.attempts == []
+    assert (await first).outcome is Outcome.SUCCESS
+    assert sim.stats.total == 1
+
+
+async def test_bulkhead_wait_serialises_calls(sim, make_guard):
+    sim.config.latency_ms = 300
+    guard, _ = await make_guard(
+        sim.url,
+        bulkhead={"max_concurrent": 1},
+        on_saturation="wait",
+        max_saturation_wait_s=10,
+        **NO_RETRY,
+    )
+    results = await asyncio.gather(*(guard.call(request()) for _ in range(3)))
+    assert [r.outcome for r in results] == [Outcome.SUCCESS] * 3
+    arrivals = sorted(sim.stats.arrivals())
+    # one at a time: each arrival waits for the previous 300 ms answer
+    gaps = [b - a for a, b in itertools.pairwise(arrivals)]
+    assert min(gaps) >= 0.29, gaps
+    assert guard.bulkhead.in_use == 0
+
+
+async def test_bulkhead_wait_gives_up_after_max_saturation_wait(sim, make_guard):
+    sim.config.latency_ms = 1500
+    guard, _ = await make_guard(
+        sim.url,
+        bulkhead={"max_concurrent": 1},
+        on_saturation="wait",
+        max_saturation_wait_s=0.2,
+        **NO_RETRY,
+    )
+    first = asyncio.create_task(guard.call(request()))
+    await _until(lambda: sim.stats.in_flight == 1)
+    second = await guard.call(request())
+    assert second.outcome is Outcome.REJECTED_RATE_LIMITED
+    assert second.error_class == "bulkhead_full"
+    assert (await first).outcome is Outcome.SUCCESS
+    assert guard.bulkhead.in_use == 0
+
+
+async def test_rate_limit_reject(sim, make_guard):
+    guard, _ = await make_guard(
+        sim.url, rate_limit={"rate_per_s": 0.5, "burst": 2}, on_saturation="reject"
+    )
+    results = [await guard.call(request()) for _ in range(4)]
+    outcomes = [r.outcome for r in results]
+    assert outcomes[:2] == [Outcome.SUCCESS] * 2
+    assert outcomes[2:] == [Outcome.REJECTED_RATE_LIMITED] * 2
+    assert {r.error_class for r in results[2:]} == {"rate_limited"}
+    assert sim.stats.total == 2
+
+
+async def test_rate_limit_wait_spaces_calls(sim, make_guard):
+    guard, _ = await make_guard(
+        sim.url,
+        rate_limit={"rate_per_s": 5, "burst": 1},
+        on_saturation="wait",
+        max_saturation_wait_s=5,
+    )
+    results = [await guard.call(request()) for _ in range(4)]
+    assert [r.outcome for r in results] == [Outcome.SUCCESS] * 4
+    arrivals = sim.stats.arrivals()
+    # 5/s with burst 1: the 3 later calls needed 0.2 s of refill each
+    assert arrivals[-1] - arrivals[0] >= 3 * 0.2 - 0.05
+
+
+async def test_rate_limit_wait_longer_than_allowed_rejects(sim, make_guard):
+    guard, _ = await make_guard(
+        sim.url,
+        rate_limit={"rate_per_s": 0.2, "burst": 1},
+        on_saturation="wait",
+        max_saturation_wait_s=0.5,
+    )
+    assert (await guard.call(request())).outcome is Outcome.SUCCESS
+    res = await guard.call(request())
+    assert res.outcome is Outcome.REJECTED_RATE_LIMITED and res.error_class == "rate_limited"
+    assert sim.stats.total == 1
+
+
+# -- breaker in the guard ------------------------------------------------------------------
+
+
+async def test_open_breaker_rejects_without_calling(sim, make_guard):
+    sim.config.error_rate = 1.0
+    guard, _ = await make_guard(
+        sim.url,
+        breaker={"minimum_calls": 4, "window_size_calls": 4, "wait_in_open_s": 60},
+        **NO_RETRY,
+    )
+    results: list[CallResult] = [await guard.call(request()) for _ in range(6)]
+    assert [r.outcome for r in results[:4]] == [Outcome.HTTP_ERROR] * 4
+    assert [r.outcome for r in results[4:]] == [Outcome.REJECTED_CIRCUIT_OPEN] * 2
+    assert sim.stats.total == 4
+
+
+async def _until(predicate: Callable[[], bool], timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached"
+        await asyncio.sleep(0.01)

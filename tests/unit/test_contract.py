@@ -537,7 +537,7 @@ def test_audit_record_serialises_every_documented_field() -> None:
     }
     assert set(data) == {
         "request_id", "idempotency_key", "trace_id", "span_id", "upstream", "method", "path",
-        "kafka", "outcome", "received_at", "completed_at", "latency_s", "status",
+        "kafka", "outcome", "received_at", "completed_at", "latency_s", "queued_s", "status",
         "error_class", "error_detail", "attempts", "created_at", "instance_id",
         "schema_version",
     }  # fmt: skip

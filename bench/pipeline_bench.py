@@ -1,0 +1,315 @@
+"""End-to-end benchmark: NetScope (every guarantee on) next to a minimal baseline.
+
+    .venv/bin/python bench/pipeline_bench.py [--messages 20000] [--workers 1,2]
+
+Both consume the same backlog from a real tansu broker and call the same upstream simulator
+(5 ms latency, its own process). The baseline is "consume -> call -> commit" and nothing else:
+no validation, no breaker, no audit. NetScope runs as `netscope run` processes writing its
+audit to a real Ceph RGW. Prints one table:
+
+- throughput: messages / s from first fetch to all offsets committed;
+- overhead p50/p99: NetScope's own time per message (latency minus time inside upstream
+  attempts), computed exactly from the audit records;
+- consume -> audit-durable p99: from the netscope_audit_durable_latency_seconds histogram
+  (bucket-interpolated, as Prometheus' histogram_quantile does);
+- peak RSS of each NetScope process (VmHWM).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+import orjson
+from aiokafka import AIOKafkaConsumer
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.harness import committed_offsets, make_traffic, produce, read_audit
+
+from netscope.config import AuditConfig
+from netscope.devservices.base import free_port
+from netscope.devservices.ceph import CephRgw, RgwConfig
+from netscope.devservices.kafka import BrokerConfig, TansuBroker
+
+CONCURRENCY = 256
+
+
+def _quantile(values: list[float], q: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(q * len(values)))]
+
+
+def _histogram_quantile(text: str, name: str, q: float) -> float:
+    buckets: list[tuple[float, float]] = []
+    for line in text.splitlines():
+        if line.startswith(f"{name}_bucket"):
+            le = line.split('le="')[1].split('"')[0]
+            buckets.append((float(le), float(line.rsplit(" ", 1)[1])))
+    total = buckets[-1][1]
+    if total == 0:
+        return float("nan")
+    rank, prev_le, prev_count = q * total, 0.0, 0.0
+    for le, count in buckets:
+        if count >= rank:
+            if le == float("inf"):
+                return prev_le
+            return prev_le + (le - prev_le) * (rank - prev_count) / max(count - prev_count, 1e-9)
+        prev_le, prev_count = le, count
+    return prev_le
+
+
+async def baseline(bootstrap: str, topic: str, url: str, n: int) -> float:
+    """Consume -> call -> commit, with the same concurrency bound and nothing else."""
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id="baseline",
+                                enable_auto_commit=False, auto_offset_reset="earliest",
+                                session_timeout_ms=6000, max_poll_records=500)
+    await consumer.start()
+    sem = asyncio.Semaphore(CONCURRENCY)
+    done = 0
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=100)) as http:
+
+        async def call(value: bytes) -> None:
+            nonlocal done
+            async with sem:
+                req = orjson.loads(value)
+                path = req.get("path", "/") if isinstance(req, dict) else "/"
+                try:
+                    async with http.get(url + path) as resp:
+                        await resp.read()
+                except Exception:
+                    pass
+            done += 1
+
+        start = None
+        while done < n:
+            batches = await consumer.getmany(timeout_ms=200, max_records=500)
+            if batches and start is None:
+                start = time.perf_counter()
+            tasks = [asyncio.create_task(call(r.value)) for rs in batches.values() for r in rs]
+            if tasks:
+                await asyncio.gather(*tasks)
+                await consumer.commit()
+        elapsed = time.perf_counter() - (start or time.perf_counter())
+    await consumer.stop()
+    return n / elapsed
+
+
+def _config(path: Path, *, bootstrap: str, topic: str, rgw: CephRgw, sim_url: str,
+            spool: Path, port: int, group: str) -> None:
+    path.write_text(f"""
+instance_id = "bench-{port}"
+[kafka]
+bootstrap_servers = "{bootstrap}"
+requests_topic = "{topic}"
+dead_letter_topic = "{topic}.dlq"
+group_id = "{group}"
+session_timeout_s = 6
+[pipeline]
+max_in_flight = {CONCURRENCY}
+queue_depth = 4000
+[api]
+port = {port}
+[logging]
+level = "warning"
+format = "console"
+[audit]
+backend = "s3"
+prefix = "audit-{group}"
+[audit.s3]
+endpoint = "{rgw.endpoint}"
+bucket = "{rgw.bucket}"
+access_key_id = "{rgw.access_key}"
+secret_access_key = "{rgw.secret_key}"
+[audit.spool]
+path = "{spool}"
+free_disk_floor_bytes = 0
+[upstreams.payments]
+base_url = "{sim_url}"
+""")
+
+
+async def netscope_run(
+    workers: int, *, bootstrap: str, topic: str, rgw: CephRgw, sim_url: str, work: Path,
+    ends: dict[int, int], group: str,
+) -> dict[str, float]:
+    procs = []
+    ports = []
+    for i in range(workers):
+        port = free_port()
+        cfg = work / f"{group}-{i}.toml"
+        _config(cfg, bootstrap=bootstrap, topic=topic, rgw=rgw, sim_url=sim_url,
+                spool=work / f"{group}-spool-{i}", port=port, group=group)
+        procs.append(subprocess.Popen([sys.executable, "-m", "netscope", "run", "-c", str(cfg)],
+                                      stdout=subprocess.DEVNULL))
+        ports.append(port)
+    start = None
+    async with aiohttp.ClientSession() as http:
+        while True:
+            total = 0.0
+            for port in ports:
+                try:
+                    async with http.get(f"http://127.0.0.1:{port}/metrics") as resp:
+                        text = await resp.text()
+                    total += sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                                 if line.startswith("netscope_requests_total{"))
+                except aiohttp.ClientError:
+                    pass
+            if total > 0 and start is None:
+                start = time.perf_counter()
+            if start is not None and await committed_offsets(bootstrap, group, topic) == ends:
+                break
+            await asyncio.sleep(0.05)
+        elapsed = time.perf_counter() - start
+        durable_p99 = []
+        for port in ports:
+            async with http.get(f"http://127.0.0.1:{port}/metrics") as resp:
+                text = await resp.text()
+            durable_p99.append(
+                _histogram_quantile(text, "netscope_audit_durable_latency_seconds", 0.99)
+            )
+    rss = []
+    for proc in procs:
+        status = Path(f"/proc/{proc.pid}/status").read_text()
+        rss.append(int(next(line.split()[1] for line in status.splitlines()
+                            if line.startswith("VmHWM"))) / 1024)
+        proc.send_signal(signal.SIGTERM)
+    for proc in procs:
+        proc.wait(60)
+    n = sum(ends.values())
+    return {"throughput": n / elapsed, "durable_p99_s": max(durable_p99), "rss_mb": max(rss)}
+
+
+def _audit_cfg(rgw: CephRgw, group: str) -> AuditConfig:
+    return AuditConfig(backend="s3", prefix=f"audit-{group}", s3={
+        "endpoint": rgw.endpoint, "bucket": rgw.bucket, "access_key_id": rgw.access_key,
+        "secret_access_key": rgw.secret_key})
+
+
+def _overheads_ms(records: list[dict]) -> list[float]:
+    """NetScope's own time: latency minus key/slot queueing minus time in upstream attempts."""
+    return [
+        1000 * (r["latency_s"] - r.get("queued_s", 0.0)
+                - sum(a["duration_s"] + (a.get("retry_delay_s") or 0) for a in r["attempts"]))
+        for r in records if r["attempts"]
+    ]
+
+
+async def nominal(rate: float, seconds: float, *, broker: TansuBroker, rgw: CephRgw,
+                  sim_url: str, work: Path) -> dict[str, float]:
+    """Latency at a steady, sub-saturation rate: what an on-call sees on a normal day."""
+    from netscope.tools.loadgen import LoadgenConfig, run_loadgen
+
+    topic, group = "bench-nominal", "netscope-nominal"
+    await broker.create_topic(topic, 4)
+    port = free_port()
+    cfg = work / "nominal.toml"
+    _config(cfg, bootstrap=broker.bootstrap, topic=topic, rgw=rgw, sim_url=sim_url,
+            spool=work / "nominal-spool", port=port, group=group)
+    proc = subprocess.Popen([sys.executable, "-m", "netscope", "run", "-c", str(cfg)],
+                            stdout=subprocess.DEVNULL)
+    try:
+        async with aiohttp.ClientSession() as http:
+            for _ in range(300):
+                try:
+                    async with http.get(f"http://127.0.0.1:{port}/health/ready") as resp:
+                        if resp.status == 200:
+                            break
+                except aiohttp.ClientError:
+                    pass
+                await asyncio.sleep(0.1)
+            report = await run_loadgen(LoadgenConfig(
+                bootstrap=broker.bootstrap, topic=topic, rate_per_s=rate, duration_s=seconds,
+                upstreams={"payments": 1.0}))
+            records: list[dict] = []
+            for _ in range(600):
+                records = await read_audit(_audit_cfg(rgw, group))
+                if len(records) >= report.sent:
+                    break
+                await asyncio.sleep(0.1)
+            async with http.get(f"http://127.0.0.1:{port}/metrics") as resp:
+                text = await resp.text()
+        status = Path(f"/proc/{proc.pid}/status").read_text()
+        rss = int(next(x.split()[1] for x in status.splitlines() if x.startswith("VmHWM"))) / 1024
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(60)
+    over = _overheads_ms(records)
+    return {
+        "throughput": report.actual_rate_per_s,
+        "ovh_p50_ms": _quantile(over, 0.5),
+        "ovh_p99_ms": _quantile(over, 0.99),
+        "durable_p99_s": _histogram_quantile(text, "netscope_audit_durable_latency_seconds", 0.99),
+        "rss_mb": rss,
+    }
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--messages", type=int, default=20_000)
+    parser.add_argument("--workers", default="1,2")
+    parser.add_argument("--nominal-rate", type=float, default=200.0)
+    parser.add_argument("--nominal-seconds", type=float, default=20.0)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="netscope-bench-"))
+    broker = TansuBroker(BrokerConfig(data_dir=work / "broker", port=free_port()))
+    rgw = CephRgw(RgwConfig(data_dir=work / "rgw", rgw_port=free_port(), mon_port=free_port()))
+    sim_port = free_port()
+    sim = subprocess.Popen([sys.executable, "-m", "netscope", "upstream-sim", "--port",
+                            str(sim_port), "--latency-ms", "5"], stdout=subprocess.DEVNULL)
+    sim_url = f"http://127.0.0.1:{sim_port}"
+    rows: list[tuple[str, float, float | None, float | None, float | None, float | None]] = []
+    try:
+        broker.up()
+        rgw.up()
+        n = args.messages
+        topic = "bench"
+        await broker.create_topic(topic, 4)
+        ends = await produce(broker.bootstrap, topic, make_traffic(n, upstreams=["payments"]))
+        base = await baseline(broker.bootstrap, topic, sim_url, n)
+        rows.append(("saturation: baseline consume->call->commit", base, None, None, None, None))
+        for workers in (int(w) for w in args.workers.split(",")):
+            group = f"netscope-{workers}w"
+            res = await netscope_run(workers, bootstrap=broker.bootstrap, topic=topic, rgw=rgw,
+                                     sim_url=sim_url, work=work, ends=ends, group=group)
+            over = _overheads_ms(await read_audit(_audit_cfg(rgw, group)))
+            rows.append((f"saturation: netscope x{workers}", res["throughput"],
+                         _quantile(over, 0.5), _quantile(over, 0.99),
+                         res["durable_p99_s"], res["rss_mb"]))
+        nom = await nominal(args.nominal_rate, args.nominal_seconds, broker=broker, rgw=rgw,
+                            sim_url=sim_url, work=work)
+        rows.append((f"nominal {args.nominal_rate:g} msg/s: netscope x1", nom["throughput"],
+                     nom["ovh_p50_ms"], nom["ovh_p99_ms"], nom["durable_p99_s"], nom["rss_mb"]))
+    finally:
+        sim.send_signal(signal.SIGINT)
+        sim.wait(10)
+        rgw.down()
+        broker.down()
+        shutil.rmtree(work, ignore_errors=True)
+
+    print(f"\nNetScope pipeline benchmark: {args.messages} messages backlog, 4 partitions, "
+          f"upstream 5 ms, {os.cpu_count()} cores, concurrency {CONCURRENCY}, audit on Ceph RGW")
+    print(f"{'run':44} {'msg/s':>8} {'vs base':>8} {'ovh p50 ms':>11} {'ovh p99 ms':>11} "
+          f"{'durable p99 s':>14} {'peak RSS MB':>12}")
+
+    def fmt(v: float | None, f: str) -> str:
+        return format(v, f) if v is not None else "-"
+
+    for name, tput, p50, p99, dur, rss in rows:
+        ratio = f"{tput / rows[0][1]:8.2f}" if name.startswith("saturation") else f"{'-':>8}"
+        print(f"{name:44} {tput:8.0f} {ratio} {fmt(p50, '11.2f')} "
+              f"{fmt(p99, '11.2f')} {fmt(dur, '14.3f')} {fmt(rss, '12.0f')}")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

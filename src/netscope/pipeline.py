@@ -235,9 +235,9 @@ class Pipeline:
                 self.events.publish(BackpressureChanged(False, self._paused_reason or ""))
             else:
                 self._consumer.pause(*assigned)
-                log.warning(
-                    "ingest paused: %s (pending=%d, queue_depth=%d)", reason, pending, depth
-                )
+                # Info, not warning: under a backlog this is the normal rhythm of backpressure;
+                # the netscope_ingest_paused gauge is what alerts watch.
+                log.info("ingest paused: %s (pending=%d, queue_depth=%d)", reason, pending, depth)
                 if self._paused_reason is not None:
                     self.events.publish(BackpressureChanged(False, self._paused_reason))
                 self.events.publish(BackpressureChanged(True, reason))

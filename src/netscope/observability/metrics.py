@@ -42,6 +42,9 @@ LATENCY_BUCKETS_S = (
     10.0,
     30.0,
 )
+DURABLE_BUCKETS_S = (
+    0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0,
+)
 OVERHEAD_BUCKETS_S = (0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5)
 BREAKER_STATES = ("closed", "open", "half_open", "forced_open", "forced_closed")
 _TIMEOUT_KIND = {
@@ -130,7 +133,7 @@ class Metrics:
         self.audit_durable_latency = Histogram(
             "netscope_audit_durable_latency_seconds",
             "Consume-to-audit-durable latency (oldest record of each batch).",
-            buckets=LATENCY_BUCKETS_S,
+            buckets=DURABLE_BUCKETS_S,
             registry=r,
         )
         self.degraded = Gauge(

@@ -208,7 +208,7 @@
       t.timeouts.box.dataset.level = s.timeouts > 0 ? "warn" : "ok";
       t.p95.set(...splitMs(s.p95_ms));
       t.p99.set(...splitMs(s.p99_ms));
-      setText(t.totals, `figures over the last ${ev.window_s} s · ${fmtNum(s.calls_total)} calls · ${fmtNum(s.errors_total)} errors · ${fmtNum(s.timeouts_total)} timeouts since start`);
+      setText(t.totals, `window ${ev.window_s} s · since start: ${fmtNum(s.calls_total)} calls, ${fmtNum(s.errors_total)} errors, ${fmtNum(s.timeouts_total)} timeouts`);
       setBreaker(name, s.breaker);
       rate += s.rate_per_s; calls += s.calls; errors += s.errors;
     }

@@ -84,7 +84,12 @@ class AuditWriter:
         self._compress = cfg.compression == "gzip"
         self.degraded = False
         self.spool_full = False
+        self._holding = 0  # lanes holding a batch the spool refused
         self._durable = asyncio.Event()
+        # Per partition, the [first, last] offsets of the last object a 412 revealed. A rerun
+        # after a crash may batch the same offsets with other boundaries: a later batch can
+        # start inside that object, where no key matches, so the key alone cannot dedup it.
+        self._seen_object: dict[TopicPartition, tuple[int, int]] = {}
 
     # -- feeding -----------------------------------------------------------------------------
 
@@ -215,7 +220,21 @@ class AuditWriter:
             self._durable.set()
 
     async def _make_durable(self, batch: Batch) -> str:
-        """Store or spool; never gives up (a record is never dropped), backs off instead."""
+        """Store or spool; never gives up (a record is never dropped), backs off instead.
+
+        ``spool_full`` (it pauses ingest) stays set while any lane holds a batch the spool
+        refused, and clears once the last such batch is durable by either path (or its lane
+        is revoked): a held batch the store took back must not leave ingest paused forever.
+        """
+        held: list[bool] = []
+        try:
+            return await self._make_durable_attempts(batch, held)
+        finally:
+            if held:
+                self._holding -= 1
+                self.spool_full = self._holding > 0
+
+    async def _make_durable_attempts(self, batch: Batch, held: list[bool]) -> str:
         backoff_s = 0.1
         while True:
             if not self.degraded or self._spool is None:
@@ -228,10 +247,11 @@ class AuditWriter:
             if self._spool is not None:
                 try:
                     await self._spool_batch(batch)
-                    if self.spool_full:
-                        self.spool_full = False
                     return "spool"
                 except Exception as exc:  # SpoolFull or disk error: hold the batch, pause ingest
+                    if not held:
+                        held.append(True)
+                        self._holding += 1
                     self.spool_full = True
                     log.error("audit spool refused a batch, holding it: %s", exc)
                     # The store may be back: try it directly before the next spool attempt.
@@ -245,6 +265,11 @@ class AuditWriter:
     async def write_exactly_once(self, batch: Batch) -> str:
         """Create-only writes until every record of ``batch`` is covered by some object."""
         result = "store"
+        tp = (batch.topic, batch.partition)
+        seen = self._seen_object.get(tp)
+        if seen is not None and batch.offsets and seen[0] <= batch.first_offset <= seen[1]:
+            result = "already_present"
+            batch = batch.after(seen[1])
         while batch.offsets:
             key = self.key_for(batch)
             body = encode(batch.lines, compress=self._compress)
@@ -252,6 +277,7 @@ class AuditWriter:
                 return result
             covered = last_offset(await self._store.get(key))
             log.info("audit object %s already present (covers up to offset %d)", key, covered)
+            self._seen_object[tp] = (batch.first_offset, covered)
             result = "already_present"
             batch = batch.after(covered)
         return result
@@ -283,11 +309,20 @@ class AuditWriter:
 
     async def upload_spooled(self, entry: Any) -> None:
         """Drainer callback: the same exactly-once write, from a spooled object."""
+        tp = (str(entry.meta["topic"]), int(entry.meta["partition"]))
+        seen = self._seen_object.get(tp)
+        if seen is not None and seen[0] <= int(entry.meta["first_offset"]) <= seen[1]:
+            # Starts inside an object found earlier: write only what that object lacks.
+            await self.write_exactly_once(batch_from_body(entry.meta, entry.payload))
+            self._set_degraded(False, "store answered a spooled batch")
+            return
         if await self._store.put_if_absent(entry.key, entry.payload):
             self._set_degraded(False, "store accepted a spooled batch")
             return
         batch = batch_from_body(entry.meta, entry.payload)
-        await self.write_exactly_once(batch.after(last_offset(await self._store.get(entry.key))))
+        covered = last_offset(await self._store.get(entry.key))
+        self._seen_object[tp] = (batch.first_offset, covered)
+        await self.write_exactly_once(batch.after(covered))
         self._set_degraded(False, "store answered a spooled batch")
 
     def _report_failure(self, exc: BaseException) -> None:

@@ -133,6 +133,27 @@ class UpstreamConfig(_Strict):
             raise ValueError("deadline_s must be >= connect_timeout_s")
         return self
 
+    @model_validator(mode="after")
+    def _policies_construct(self) -> UpstreamConfig:
+        # The pure resilience classes hold cross-field rules (e.g. minimum_calls within a
+        # count window); checking them here makes `check-config` and start agree.
+        from netscope.resilience.breaker import BreakerConfig as _Breaker
+        from netscope.resilience.budget import RetryBudgetConfig as _Budget
+        from netscope.resilience.retry import RetryPolicy as _Retry
+
+        breaker = self.breaker.model_dump()
+        breaker.pop("enabled")
+        for name, build in (
+            ("retry", lambda: _Retry(**self.retry.model_dump())),
+            ("retry_budget", lambda: _Budget(**self.retry_budget.model_dump())),
+            ("breaker", lambda: _Breaker(**breaker)),
+        ):
+            try:
+                build()
+            except ValueError as exc:
+                raise ValueError(f"{name}: {exc}") from None
+        return self
+
     @property
     def per_try_timeout_s(self) -> float:
         return self.connect_timeout_s + self.read_timeout_s

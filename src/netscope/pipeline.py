@@ -36,7 +36,9 @@ from netscope.contract.traceparent import new_trace
 from netscope.ingest.kafka import make_consumer, make_producer
 from netscope.observability.events import (
     BackpressureChanged,
+    BreakerTransitioned,
     CallCompleted,
+    DegradedModeChanged,
     EventBus,
     MessageDeadLettered,
 )
@@ -84,6 +86,7 @@ class Pipeline:
         self.events = events or EventBus()
         self.metrics = metrics or Metrics()
         self.events.subscribe(self.metrics.on_event)
+        self.events.subscribe(_log_event)
         self.clock = SystemClock()
         self.guards = {
             name: UpstreamGuard(name, cfg, self.events, self.clock)
@@ -267,12 +270,15 @@ class Pipeline:
     def _dispatch(self, tp: TopicPartition, record: ConsumerRecord) -> None:
         lane = self.writer.track(tp.topic, tp.partition, record.offset)
         received_at = time.time()
+        consumed_mono = self.clock.monotonic()
         prev = None
         chain_key = None
         if record.key is not None:
             chain_key = (tp.partition, record.key)
             prev = self._tails.get(chain_key)
-        task = asyncio.create_task(self._process(lane, tp, record, received_at, prev))
+        task = asyncio.create_task(
+            self._process(lane, tp, record, received_at, consumed_mono, prev)
+        )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         if chain_key is not None:
@@ -287,6 +293,7 @@ class Pipeline:
         tp: TopicPartition,
         record: ConsumerRecord,
         received_at: float,
+        consumed_mono: float,
         prev: asyncio.Task[None] | None,
     ) -> None:
         t0 = time.perf_counter()
@@ -329,7 +336,7 @@ class Pipeline:
                 in_flight = self.metrics.in_flight_for(parsed.upstream)
                 in_flight.inc()
                 try:
-                    result = await self.guards[parsed.upstream].call(parsed)
+                    result = await self.guards[parsed.upstream].call(parsed, consumed_mono)
                 finally:
                     in_flight.dec()
             audit = self._call_record(parsed, result, position, received_at, t0)
@@ -502,3 +509,17 @@ class Pipeline:
         if not self._consumer.assignment():
             return False, "consumer has no partition assignment"
         return True, f"{len(self._consumer.assignment())} partitions assigned"
+
+
+def _log_event(event: Any) -> None:
+    """State changes an on-call wants in the log; per-message events stay out of it."""
+    if isinstance(event, BreakerTransitioned):
+        log.warning(
+            "circuit %s: %s -> %s (%s)",
+            event.upstream,
+            event.from_state,
+            event.to_state,
+            event.reason,
+        )
+    elif isinstance(event, DegradedModeChanged):
+        log.warning("audit degraded mode %s: %s", "ON" if event.degraded else "OFF", event.reason)

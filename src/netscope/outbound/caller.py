@@ -125,10 +125,14 @@ class UpstreamGuard:
         async with self._bulkhead_freed:
             self._bulkhead_freed.notify(1)
 
-    async def call(self, req: CallRequest) -> CallResult:
-        """Run the request to a terminal outcome. Total: never raises (except cancellation)."""
+    async def call(self, req: CallRequest, consumed_at: float | None = None) -> CallResult:
+        """Run the request to a terminal outcome. Total: never raises (except cancellation).
+
+        ``consumed_at`` (this guard's monotonic clock) starts the deadline when the message was
+        consumed, so time spent queued behind the same key counts against it (invariant I1).
+        """
         try:
-            return await self._call(req)
+            return await self._call(req, consumed_at)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a bug here must still end in an audited outcome
@@ -138,9 +142,9 @@ class UpstreamGuard:
                 detail=f"{type(exc).__name__}: {exc}"[:300],
             )
 
-    async def _call(self, req: CallRequest) -> CallResult:
+    async def _call(self, req: CallRequest, consumed_at: float | None) -> CallResult:
         cfg = self.cfg
-        start = self.clock.monotonic()
+        start = self.clock.monotonic() if consumed_at is None else consumed_at
         budget_s = cfg.deadline_s
         if req.message.timeout_ms is not None:
             budget_s = min(budget_s, req.message.timeout_ms / 1000)

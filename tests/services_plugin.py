@@ -23,6 +23,7 @@ import contextlib
 import os
 import shutil
 import tempfile
+import time
 import uuid
 from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
@@ -156,8 +157,24 @@ def rgw(devservices_root: Path) -> Iterator[CephRgw]:
 
 @pytest.fixture
 def rgw_bucket(rgw: CephRgw) -> str:
-    """A new, empty bucket for this test only."""
-    return rgw.create_bucket(f"t-{uuid.uuid4().hex[:16]}")
+    """A new, empty bucket for this test only.
+
+    Creating a bucket can take seconds on a loaded 2-core machine (the first one also creates
+    RGW's index and data pools), longer than the short client timeout the handle uses for
+    probes: retry until a deadline instead of failing the test's setup.
+    """
+    name = f"t-{uuid.uuid4().hex[:16]}"
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            client = rgw.s3_client(timeout_s=30, max_attempts=3)
+            with contextlib.suppress(client.exceptions.BucketAlreadyOwnedByYou):
+                client.create_bucket(Bucket=name)
+            return name
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1)
 
 
 @pytest.fixture

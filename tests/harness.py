@@ -7,10 +7,11 @@ mocked. Waiting is always a poll with a deadline on an observable condition.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from netscope.audit.batch import decode
 from netscope.audit.store import AuditStore
 from netscope.config import AuditConfig, Settings
+from netscope.service import Service
 from netscope.tools.messages import make_invalid, make_request
 
 SMALL_INVALID = (
@@ -196,3 +198,72 @@ def terminal_counts(records: list[dict[str, Any]]) -> Counter[tuple[str, int, in
     return Counter(
         (r["kafka"]["topic"], r["kafka"]["partition"], r["kafka"]["offset"]) for r in records
     )
+
+
+@contextlib.asynccontextmanager
+async def running(service: Service) -> AsyncIterator[Service]:
+    """Start a Service and its fetch loop; on exit stop it the way SIGTERM would."""
+    await service.start()
+    run = asyncio.create_task(service.pipeline.run(), name="pipeline-run")
+    try:
+        yield service
+    finally:
+        service.pipeline.request_stop()
+        await run
+        if service.summary is None:
+            await service.stop()
+
+
+def metric(service: Service, name: str, labels: dict[str, str] | None = None) -> float:
+    """One sample of the service's own registry (0 when the series does not exist yet)."""
+    value = service.pipeline.metrics.registry.get_sample_value(name, labels or {})
+    return 0.0 if value is None else value
+
+
+def metric_sum(service: Service, name: str) -> float:
+    """Sum of a counter's samples over all label values."""
+    return sum(
+        sample.value
+        for family in service.pipeline.metrics.registry.collect()
+        for sample in family.samples
+        if sample.name == name
+    )
+
+
+def settings_toml(settings: Settings, *, api_port: int = 0) -> str:
+    """Test settings as a TOML file for `netscope run`; the S3 secret stays in the environment
+    (NETSCOPE_AUDIT__S3__SECRET_ACCESS_KEY), as an operator would keep it."""
+    s3 = settings.audit.s3
+    spool = settings.audit.spool
+    assert s3.access_key_id is not None
+    lines = [
+        f'instance_id = "{settings.instance_id}"',
+        "[kafka]",
+        f'bootstrap_servers = "{settings.kafka.bootstrap_servers}"',
+        f'requests_topic = "{settings.kafka.requests_topic}"',
+        f'dead_letter_topic = "{settings.kafka.dead_letter_topic}"',
+        f'group_id = "{settings.kafka.group_id}"',
+        f"session_timeout_s = {settings.kafka.session_timeout_s}",
+        "[pipeline]",
+        "commit_interval_s = 0.2",
+        "[api]",
+        'host = "127.0.0.1"',
+        f"port = {api_port}",
+        "[logging]",
+        'format = "console"',
+        "[audit]",
+        'backend = "s3"',
+        "batch_max_delay_s = 0.1",
+        f"write_timeout_s = {settings.audit.write_timeout_s}",
+        "[audit.s3]",
+        f'endpoint = "{s3.endpoint}"',
+        f'bucket = "{s3.bucket}"',
+        f'access_key_id = "{s3.access_key_id.get_secret_value()}"',
+        "[audit.spool]",
+        f'path = "{spool.path}"',
+        "free_disk_floor_bytes = 0",
+        f"drain_max_backoff_s = {spool.drain_max_backoff_s}",
+    ]
+    for name, up in settings.upstreams.items():
+        lines += [f"[upstreams.{name}]", f'base_url = "{up.base_url}"']
+    return "\n".join(lines) + "\n"

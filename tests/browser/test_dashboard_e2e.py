@@ -13,7 +13,7 @@ from playwright.async_api import Page, expect
 from netscope.service import Service
 from netscope.tools.loadgen import LoadgenConfig, run_loadgen
 from netscope.tools.upstream_sim import SimConfig, UpstreamSim
-from tests.harness import settings_for
+from tests.harness import running, settings_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 
@@ -41,37 +41,32 @@ async def test_tile_opens_when_the_simulator_fails_and_closes_after_recovery(
                 "retry": {"max_attempts": 1},
             },
         )
-        service = Service(settings)
-        await service.start()
-        run = asyncio.create_task(service.pipeline.run())
         stop = asyncio.Event()
-        traffic = asyncio.create_task(
-            run_loadgen(
-                LoadgenConfig(
-                    bootstrap=tansu_broker.bootstrap,
-                    topic=topic,
-                    rate_per_s=30,
-                    upstreams={"payments": 1.0},
-                ),
-                stop=stop,
+        async with running(Service(settings)) as service:
+            traffic = asyncio.create_task(
+                run_loadgen(
+                    LoadgenConfig(
+                        bootstrap=tansu_broker.bootstrap,
+                        topic=topic,
+                        rate_per_s=30,
+                        upstreams={"payments": 1.0},
+                    ),
+                    stop=stop,
+                )
             )
-        )
-        try:
-            await page.goto(f"{service.base_url}/dashboard")
-            badge = page.locator('[data-upstream="payments"] .breaker-state')
-            await expect(badge).to_have_text("closed", timeout=30_000)
-            feed_row = page.locator("#feed tr.kind-call").first
-            await expect(feed_row).to_have_attribute("data-trace-id", _HEX32, timeout=30_000)
+            try:
+                await page.goto(f"{service.base_url}/dashboard")
+                badge = page.locator('[data-upstream="payments"] .breaker-state')
+                await expect(badge).to_have_text("closed", timeout=30_000)
+                feed_row = page.locator("#feed tr.kind-call").first
+                await expect(feed_row).to_have_attribute("data-trace-id", _HEX32, timeout=30_000)
 
-            sim.config.error_rate = 1.0
-            await expect(badge).to_have_text("open", timeout=30_000)
-            await page.screenshot(path="test-artifacts/browser/e2e-open.png")
+                sim.config.error_rate = 1.0
+                await expect(badge).to_have_text("open", timeout=30_000)
+                await page.screenshot(path="test-artifacts/browser/e2e-open.png")
 
-            sim.config.error_rate = 0.0
-            await expect(badge).to_have_text("closed", timeout=30_000)
-        finally:
-            stop.set()
-            await traffic
-            service.pipeline.request_stop()
-            await run
-            await service.stop()
+                sim.config.error_rate = 0.0
+                await expect(badge).to_have_text("closed", timeout=30_000)
+            finally:
+                stop.set()
+                await traffic

@@ -46,8 +46,12 @@ from netscope.tools.messages import SMALL_INVALID_KINDS
 from netscope.tools.upstream_sim import SimConfig, UpstreamSim
 from tests.harness import (
     committed_offsets,
+    metric,
+    metric_sum,
     read_audit,
+    running,
     settings_for,
+    settings_toml,
     terminal_counts,
     wait_for,
 )
@@ -128,21 +132,6 @@ class GaugeWatch:
         return self.values
 
 
-def metric(service: Service, name: str, labels: dict[str, str] | None = None) -> float:
-    value = service.pipeline.metrics.registry.get_sample_value(name, labels or {})
-    return 0.0 if value is None else value
-
-
-def metric_sum(service: Service, name: str) -> float:
-    """Sum of a counter's samples over all label values."""
-    total = 0.0
-    for family in service.pipeline.metrics.registry.collect():
-        for sample in family.samples:
-            if sample.name == name:
-                total += sample.value
-    return total
-
-
 def expected_positions(topic: str, ends: dict[int, int]) -> set[tuple[str, int, int]]:
     # Fresh topic, plain (non-transactional) produce: offsets are 0..end-1 per partition.
     return {(topic, p, o) for p, end in ends.items() for o in range(end)}
@@ -181,19 +170,6 @@ def audit_settings(tmp_path: Path, **extra: Any) -> dict[str, Any]:
         "drain_max_backoff_s": DRAIN_MAX_BACKOFF_S,
     } | extra.pop("spool", {})
     return {"spool": spool} | extra
-
-
-@contextlib.asynccontextmanager
-async def running(service: Service) -> Any:
-    await service.start()
-    run = asyncio.create_task(service.pipeline.run(), name="pipeline-run")
-    try:
-        yield run
-    finally:
-        service.pipeline.request_stop()
-        await run
-        if service.summary is None:
-            await service.stop()
 
 
 async def outage_keeps_processing(service: Service, started: float, duration_s: float) -> None:
@@ -245,6 +221,29 @@ def _segments(spool_dir: Path) -> list[Path]:
     return sorted(spool_dir.glob("seg-*.log"))
 
 
+def fault_settings(
+    broker: Any,
+    topic: str,
+    rgw: Any,
+    bucket: str,
+    sim: Any,
+    tmp_path: Path,
+    *,
+    audit: dict[str, Any] | None = None,
+) -> Any:
+    """Settings shared by the fault tests: RGW audit, one upstream, a group per topic."""
+    return settings_for(
+        broker=broker,
+        topic=topic,
+        tmp_path=tmp_path,
+        rgw=rgw,
+        bucket=bucket,
+        group_id=f"g-{topic}",
+        upstreams={"payments": sim.url},
+        audit=audit or audit_settings(tmp_path),
+    )
+
+
 async def new_topic(broker: Any, prefix: str) -> str:
     name = f"{prefix}-{uuid.uuid4().hex[:12]}"
     await broker.create_topic(name, 4)
@@ -258,16 +257,7 @@ async def test_rgw_killed_60s_under_load_every_message_audited_once(
     tansu_broker, rgw_faults, rgw_bucket, sim, tmp_path: Path
 ):
     topic = await new_topic(tansu_broker, "kill")
-    settings = settings_for(
-        broker=tansu_broker,
-        topic=topic,
-        tmp_path=tmp_path,
-        rgw=rgw_faults,
-        bucket=rgw_bucket,
-        group_id=f"g-{topic}",
-        upstreams={"payments": sim.url},
-        audit=audit_settings(tmp_path),
-    )
+    settings = fault_settings(tansu_broker, topic, rgw_faults, rgw_bucket, sim, tmp_path)
     service = Service(settings)
     async with running(service):
         degraded = GaugeWatch(lambda: metric(service, "netscope_audit_degraded"))
@@ -317,16 +307,7 @@ async def test_rgw_frozen_20s_timed_out_puts_applied_later_no_duplicate(
     tansu_broker, rgw_faults, rgw_bucket, sim, tmp_path: Path
 ):
     topic = await new_topic(tansu_broker, "freeze")
-    settings = settings_for(
-        broker=tansu_broker,
-        topic=topic,
-        tmp_path=tmp_path,
-        rgw=rgw_faults,
-        bucket=rgw_bucket,
-        group_id=f"g-{topic}",
-        upstreams={"payments": sim.url},
-        audit=audit_settings(tmp_path),
-    )
+    settings = fault_settings(tansu_broker, topic, rgw_faults, rgw_bucket, sim, tmp_path)
     service = Service(settings)
     async with running(service):
         degraded = GaugeWatch(lambda: metric(service, "netscope_audit_degraded"))
@@ -371,43 +352,6 @@ async def test_rgw_frozen_20s_timed_out_puts_applied_later_no_duplicate(
 # --- 3. NetScope SIGKILLed while degraded, restarted -----------------------------------------
 
 
-def _toml(settings: Any, *, api_port: int) -> str:
-    """Test settings as TOML for `netscope run` (the S3 secret goes through the environment)."""
-    s3 = settings.audit.s3
-    spool = settings.audit.spool
-    lines = [
-        f'instance_id = "{settings.instance_id}"',
-        "[kafka]",
-        f'bootstrap_servers = "{settings.kafka.bootstrap_servers}"',
-        f'requests_topic = "{settings.kafka.requests_topic}"',
-        f'dead_letter_topic = "{settings.kafka.dead_letter_topic}"',
-        f'group_id = "{settings.kafka.group_id}"',
-        f"session_timeout_s = {settings.kafka.session_timeout_s}",
-        "[pipeline]",
-        "commit_interval_s = 0.2",
-        "[api]",
-        'host = "127.0.0.1"',
-        f"port = {api_port}",
-        "[logging]",
-        'format = "console"',
-        "[audit]",
-        'backend = "s3"',
-        "batch_max_delay_s = 0.1",
-        f"write_timeout_s = {settings.audit.write_timeout_s}",
-        "[audit.s3]",
-        f'endpoint = "{s3.endpoint}"',
-        f'bucket = "{s3.bucket}"',
-        f'access_key_id = "{s3.access_key_id.get_secret_value()}"',
-        "[audit.spool]",
-        f'path = "{spool.path}"',
-        "free_disk_floor_bytes = 0",
-        f"drain_max_backoff_s = {spool.drain_max_backoff_s}",
-    ]
-    for name, up in settings.upstreams.items():
-        lines += [f"[upstreams.{name}]", f'base_url = "{up.base_url}"']
-    return "\n".join(lines) + "\n"
-
-
 async def _scrape(http: httpx.AsyncClient) -> dict[str, float]:
     """GET /metrics of a NetScope process; {} while it does not answer."""
     try:
@@ -428,19 +372,10 @@ async def test_netscope_sigkilled_while_degraded_spool_recovered_on_restart(
     """tansu keeps committed offsets as long as the broker runs, and only NetScope is killed
     here, so the fast broker is enough; the broker is not what is under test."""
     topic = await new_topic(tansu_broker, "crash")
-    settings = settings_for(
-        broker=tansu_broker,
-        topic=topic,
-        tmp_path=tmp_path,
-        rgw=rgw_faults,
-        bucket=rgw_bucket,
-        group_id=f"g-{topic}",
-        upstreams={"payments": sim.url},
-        audit=audit_settings(tmp_path),
-    )
+    settings = fault_settings(tansu_broker, topic, rgw_faults, rgw_bucket, sim, tmp_path)
     port = free_port()
     config = tmp_path / "netscope.toml"
-    config.write_text(_toml(settings, api_port=port))
+    config.write_text(settings_toml(settings, api_port=port))
     env = os.environ | {"NETSCOPE_AUDIT__S3__SECRET_ACCESS_KEY": rgw_faults.secret_key}
     cmd = [sys.executable, "-m", "netscope", "run", "-c", str(config)]
     spool_dir = Path(settings.audit.spool.path)
@@ -534,16 +469,10 @@ async def test_full_spool_pauses_consumption_nothing_dropped_resumes_after_drain
     tansu_broker, rgw_faults, rgw_bucket, sim, tmp_path: Path
 ):
     topic = await new_topic(tansu_broker, "full")
-    settings = settings_for(
-        broker=tansu_broker,
-        topic=topic,
-        tmp_path=tmp_path,
-        rgw=rgw_faults,
-        bucket=rgw_bucket,
-        group_id=f"g-{topic}",
-        upstreams={"payments": sim.url},
-        # Uncompressed batches fill the smallest allowed spool (1 MiB) in seconds.
-        audit=audit_settings(tmp_path, compression="none", spool={"capacity_bytes": 1 << 20}),
+    # Uncompressed batches fill the smallest allowed spool (1 MiB) in seconds.
+    small_spool = audit_settings(tmp_path, compression="none", spool={"capacity_bytes": 1 << 20})
+    settings = fault_settings(
+        tansu_broker, topic, rgw_faults, rgw_bucket, sim, tmp_path, audit=small_spool
     )
     service = Service(settings)
     pipeline = service.pipeline
@@ -640,16 +569,7 @@ async def test_corrupt_spool_segment_quarantined_and_reported_rest_drains(
     tansu_broker, rgw, rgw_bucket, sim, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ):
     topic = await new_topic(tansu_broker, "corrupt")
-    settings = settings_for(
-        broker=tansu_broker,
-        topic=topic,
-        tmp_path=tmp_path,
-        rgw=rgw,
-        bucket=rgw_bucket,
-        group_id=f"g-{topic}",
-        upstreams={"payments": sim.url},
-        audit=audit_settings(tmp_path),
-    )
+    settings = fault_settings(tansu_broker, topic, rgw, rgw_bucket, sim, tmp_path)
     spool_dir = Path(settings.audit.spool.path)
     forged = "forged-topic"
     prefix = settings.audit.prefix

@@ -16,7 +16,7 @@ import pytest
 from netscope.devservices.base import free_port
 from netscope.service import Service
 from netscope.tools.upstream_sim import SimConfig, UpstreamSim
-from tests.harness import make_traffic, produce, settings_for, wait_for
+from tests.harness import make_traffic, produce, running, settings_for, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -30,34 +30,25 @@ async def test_websocket_client_receives_trace_ids_of_what_it_produced(
         settings = settings_for(
             broker=tansu_broker, topic=topic, tmp_path=tmp_path, upstreams={"payments": sim.url}
         )
-        service = Service(settings)
-        await service.start()
-        run = asyncio.create_task(service.pipeline.run())
         seen: dict[str, dict] = {}
-        try:
-            async with (
-                aiohttp.ClientSession() as http,
-                http.ws_connect(f"{service.base_url}/ws/events") as ws,
-            ):
-                traffic = make_traffic(50, upstreams=["payments"], seed=11)
-                expected = {
-                    req["traceparent"].split("-")[1] for *_, req in traffic if req is not None
-                }
-                await produce(tansu_broker.bootstrap, topic, traffic)
+        async with (
+            running(Service(settings)) as service,
+            aiohttp.ClientSession() as http,
+            http.ws_connect(f"{service.base_url}/ws/events") as ws,
+        ):
+            traffic = make_traffic(50, upstreams=["payments"], seed=11)
+            expected = {req["traceparent"].split("-")[1] for *_, req in traffic if req is not None}
+            await produce(tansu_broker.bootstrap, topic, traffic)
 
-                async def drain() -> None:
-                    async for msg in ws:
-                        event = orjson.loads(msg.data)
-                        if event.get("type") == "call" and event.get("trace_id") in expected:
-                            seen[event["trace_id"]] = event
-                            if len(seen) == len(expected):
-                                return
+            async def drain() -> None:
+                async for msg in ws:
+                    event = orjson.loads(msg.data)
+                    if event.get("type") == "call" and event.get("trace_id") in expected:
+                        seen[event["trace_id"]] = event
+                        if len(seen) == len(expected):
+                            return
 
-                await asyncio.wait_for(drain(), 60)
-        finally:
-            service.pipeline.request_stop()
-            await run
-            await service.stop()
+            await asyncio.wait_for(drain(), 60)
     assert set(seen) == expected
     sample = next(iter(seen.values()))
     assert sample["upstream"] == "payments" and sample["outcome"] == "success"

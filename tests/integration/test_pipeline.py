@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
+from aiokafka import TopicPartition
 
 from netscope.contract.records import DLQ_FIELD, DLQ_REASON, DLQ_SOURCE
 from netscope.service import Service
@@ -22,7 +23,9 @@ from tests.harness import (
     produce,
     read_audit,
     read_topic,
+    running,
     settings_for,
+    settings_toml,
     terminal_counts,
     wait_for,
 )
@@ -36,29 +39,10 @@ async def sim():
         yield s
 
 
-async def _run_until_committed(service: Service, ends: dict[int, int], cfg: Any, timeout_s: float):
-    run = asyncio.create_task(service.pipeline.run())
-    try:
-        await wait_for(
-            lambda: all(
-                service.pipeline._committed.get(tp) == end
-                for tp, end in {
-                    _tp(cfg.kafka.requests_topic, p): e for p, e in ends.items()
-                }.items()
-            ),
-            timeout_s=timeout_s,
-            what="offsets committed to the end",
-        )
-    finally:
-        service.pipeline.request_stop()
-        await run
-    return await service.stop()
-
-
-def _tp(topic: str, partition: int) -> Any:
-    from aiokafka import TopicPartition
-
-    return TopicPartition(topic, partition)
+def committed_to_end(service: Service, ends: dict[int, int]) -> bool:
+    topic = service.settings.kafka.requests_topic
+    committed = service.pipeline._committed
+    return all(committed.get(TopicPartition(topic, p)) == end for p, end in ends.items())
 
 
 async def test_10k_messages_each_audited_once_invalid_dead_lettered(
@@ -76,9 +60,11 @@ async def test_10k_messages_each_audited_once_invalid_dead_lettered(
     invalid = sum(1 for *_, req in traffic if req is None)
     ends = await produce(kafka_broker.bootstrap, topic, traffic)
 
-    service = Service(settings)
-    await service.start()
-    summary = await _run_until_committed(service, ends, settings, timeout_s=180)
+    async with running(Service(settings)) as service:
+        await wait_for(
+            lambda: committed_to_end(service, ends), timeout_s=180, what="offsets committed"
+        )
+    summary = service.summary
     assert summary.clean, summary
 
     records = await read_audit(settings.audit)
@@ -116,28 +102,23 @@ async def test_ready_names_rgw_while_it_is_down(
         bucket=rgw_bucket,
         upstreams={"payments": sim.url},
     )
-    service = Service(settings)
-    await service.start()
-    run = asyncio.create_task(service.pipeline.run())
-    try:
-        async with httpx.AsyncClient(base_url=service.base_url) as http:
+    async with (
+        running(Service(settings)) as service,
+        httpx.AsyncClient(base_url=service.base_url) as http,
+    ):
 
-            async def status() -> int:
-                return (await http.get("/health/ready")).status_code
+        async def status() -> int:
+            return (await http.get("/health/ready")).status_code
 
-            await wait_for(lambda: _eq(status(), 200), timeout_s=30, what="ready 200")
-            assert (await http.get("/health/live")).status_code == 200
-            rgw_faults.kill_rgw()
-            await wait_for(lambda: _eq(status(), 503), timeout_s=15, what="ready 503")
-            body = (await http.get("/health/ready")).json()
-            assert "audit_store" in body["failing"]
-            assert body["checks"]["kafka"]["ok"] is True
-            rgw_faults.start_rgw()
-            await wait_for(lambda: _eq(status(), 200), timeout_s=30, what="ready 200 again")
-    finally:
-        service.pipeline.request_stop()
-        await run
-        await service.stop()
+        await wait_for(lambda: _eq(status(), 200), timeout_s=30, what="ready 200")
+        assert (await http.get("/health/live")).status_code == 200
+        rgw_faults.kill_rgw()
+        await wait_for(lambda: _eq(status(), 503), timeout_s=15, what="ready 503")
+        body = (await http.get("/health/ready")).json()
+        assert "audit_store" in body["failing"]
+        assert body["checks"]["kafka"]["ok"] is True
+        rgw_faults.start_rgw()
+        await wait_for(lambda: _eq(status(), 200), timeout_s=30, what="ready 200 again")
 
 
 async def _eq(coro: Any, value: Any) -> bool:
@@ -158,7 +139,7 @@ async def test_sigterm_mid_stream_then_restart_no_loss_no_duplicate(
             upstreams={"payments": sim.url},
         )
         config = tmp_path / "netscope.toml"
-        config.write_text(_toml(settings))
+        config.write_text(settings_toml(settings))
         traffic = make_traffic(3000, upstreams=["payments"], invalid_every=100)
         ends = await produce(kafka_broker.bootstrap, topic, traffic)
         env = os.environ | {
@@ -193,36 +174,3 @@ async def test_sigterm_mid_stream_then_restart_no_loss_no_duplicate(
     counts = terminal_counts(await read_audit(settings.audit))
     assert len(counts) == 3000
     assert set(counts.values()) == {1}
-
-
-def _toml(settings: Any) -> str:
-    """Write the test settings as TOML, leaving the S3 secret to the environment."""
-    s3 = settings.audit.s3
-    lines = [
-        f'instance_id = "{settings.instance_id}"',
-        "[kafka]",
-        f'bootstrap_servers = "{settings.kafka.bootstrap_servers}"',
-        f'requests_topic = "{settings.kafka.requests_topic}"',
-        f'dead_letter_topic = "{settings.kafka.dead_letter_topic}"',
-        f'group_id = "{settings.kafka.group_id}"',
-        f"session_timeout_s = {settings.kafka.session_timeout_s}",
-        "[pipeline]",
-        "commit_interval_s = 0.2",
-        "[api]",
-        "port = 0",
-        "[logging]",
-        'format = "console"',
-        "[audit]",
-        'backend = "s3"',
-        "batch_max_delay_s = 0.1",
-        "[audit.s3]",
-        f'endpoint = "{s3.endpoint}"',
-        f'bucket = "{s3.bucket}"',
-        f'access_key_id = "{s3.access_key_id.get_secret_value()}"',
-        "[audit.spool]",
-        f'path = "{settings.audit.spool.path}"',
-        "free_disk_floor_bytes = 0",
-    ]
-    for name, up in settings.upstreams.items():
-        lines += [f"[upstreams.{name}]", f'base_url = "{up.base_url}"']
-    return "\n".join(lines) + "\n"

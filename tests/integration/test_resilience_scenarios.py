@@ -34,7 +34,15 @@ from netscope.observability.events import BackpressureChanged, BreakerTransition
 from netscope.service import Service
 from netscope.tools.messages import make_request
 from netscope.tools.upstream_sim import SimConfig, UpstreamSim
-from tests.harness import produce, read_audit, settings_for, terminal_counts, wait_for
+from tests.harness import (
+    metric,
+    produce,
+    read_audit,
+    settings_for,
+    terminal_counts,
+    wait_for,
+)
+from tests.harness import running as harness_running
 
 pytestmark = pytest.mark.integration
 
@@ -106,8 +114,7 @@ class Running:
         return [e for e in self.events if isinstance(e, BreakerTransitioned) and e.upstream == UP]
 
     def metric(self, name: str, **labels: str) -> float:
-        value = self.pipeline.metrics.registry.get_sample_value(name, labels)
-        return 0.0 if value is None else value
+        return metric(self.service, name, labels)
 
     async def wait_done(self, ids: list[str], timeout_s: float = 60) -> None:
         await wait_for(
@@ -122,15 +129,9 @@ async def running(settings: Any) -> AsyncIterator[Running]:
     service = Service(settings)
     r = Running(service)
     service.pipeline.events.subscribe(r.events.append)
-    await service.start()
-    run = asyncio.create_task(service.pipeline.run())
-    try:
+    async with harness_running(service):
         yield r
-    finally:
-        service.pipeline.request_stop()
-        await run
-        summary = await service.stop()
-        r.summary = summary  # type: ignore[attr-defined]
+    r.summary = service.summary  # type: ignore[attr-defined]
 
 
 _rand = random.Random(2024)

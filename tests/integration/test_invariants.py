@@ -11,10 +11,12 @@ import asyncio
 import contextlib
 import time
 
+import orjson
 import pytest
 
 from netscope.contract.records import TIMEOUT_OUTCOMES
-from tests.harness import read_audit, terminal_counts
+from netscope.tools.messages import make_request
+from tests.harness import produce, read_audit, terminal_counts
 from tests.integration import test_resilience_scenarios as _scenarios
 from tests.integration.test_resilience_scenarios import (
     TTL_S,
@@ -68,6 +70,40 @@ async def test_i1_hanging_upstream_every_message_terminal_within_deadline(
             # and the deadline was really used, not cut short
             assert rec["latency_s"] >= budget_s * 0.9, rec
     assert sim.stats.total >= len(plain) + len(short)
+
+
+async def test_i1_deadline_counts_from_consumption_behind_the_same_key(
+    tansu_broker,
+    topic_t,
+    rgw,
+    rgw_bucket,
+    sim,
+    tmp_path,
+):
+    """Messages queued behind a hanging one with the same Kafka key (ordering per key) are
+    still bounded by their deadline from consumption, not n x deadline."""
+    deadline_s = 1.0
+    upstream = {
+        "connect_timeout_s": 0.5,
+        "read_timeout_s": 5.0,
+        "deadline_s": deadline_s,
+        "breaker": {"enabled": False},
+    }
+    settings = make_settings(tansu_broker, topic_t, tmp_path, rgw, rgw_bucket, sim, upstream)
+    sim.config.hang_rate = 1.0
+    msgs = [make_request(UP, rand=_scenarios._rand) for _ in range(5)]
+    same_key = [(b"one-key", orjson.dumps(m), m) for m in msgs]
+    async with running(settings) as r:
+        await produce(tansu_broker.bootstrap, topic_t, same_key)
+        await r.wait_done([m["request_id"] for m in msgs], timeout_s=60)
+    records = await read_audit(settings.audit)
+    assert len(records) == 5 and set(terminal_counts(records).values()) == {1}
+    timeout_family = {o.value for o in TIMEOUT_OUTCOMES}
+    for rec in records:
+        assert rec["outcome"] in timeout_family, rec
+        assert rec["latency_s"] <= deadline_s + I1_SLACK_S, rec
+    # Only the head of the key's queue ever reached the upstream within its deadline.
+    assert sim.stats.total < 5
 
 
 async def test_i5_failing_upstream_load_bounded_and_concurrency_capped(

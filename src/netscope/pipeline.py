@@ -178,6 +178,16 @@ class Pipeline:
                     await self._throttle()
                     self._dispatch(tp, record)
 
+    @property
+    def paused_reason(self) -> str | None:
+        """Why consumption is paused (queue_full, spool_full, throttle), or None."""
+        return self._paused_reason
+
+    @property
+    def in_flight_messages(self) -> int:
+        """Messages dispatched whose processing task has not finished."""
+        return len(self._tasks)
+
     def request_stop(self) -> None:
         self._stopping.set()
 

@@ -127,7 +127,7 @@ class Service:
         log.error(
             "second signal: forced exit; abandoned %d in-flight messages and %d unaudited "
             "records (not committed: Kafka will redeliver them)",
-            len(self.pipeline._tasks),
+            self.pipeline.in_flight_messages,
             status["queue_depth"],
         )
         logging.shutdown()

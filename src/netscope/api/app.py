@@ -44,7 +44,7 @@ def status_snapshot(pipeline: Pipeline) -> dict[str, Any]:
         "queue_depth": pipeline.writer.pending_records,
         "queue_capacity": pipeline.settings.pipeline.queue_depth,
         "consumer_lag": int(lag),
-        "paused_reason": pipeline._paused_reason,
+        "paused_reason": pipeline.paused_reason,
         "ingest_rate_per_s": pipeline.ingest_limit.rate_per_s,
         "audit_degraded": pipeline.writer.degraded,
         "audit_store": pipeline.store.description,

@@ -47,10 +47,11 @@ DURABLE_BUCKETS_S = (
 )
 OVERHEAD_BUCKETS_S = (0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5)
 BREAKER_STATES = ("closed", "open", "half_open", "forced_open", "forced_closed")
+# Attempt error class -> the `kind` label of netscope_timeouts_total.
 _TIMEOUT_KIND = {
-    Outcome.TIMEOUT_CONNECT: "connect",
-    Outcome.TIMEOUT_READ: "read",
-    Outcome.DEADLINE_EXCEEDED: "deadline",
+    "timeout_connect": "connect",
+    "timeout_read": "read",
+    "deadline_exceeded": "deadline",
 }
 
 
@@ -263,19 +264,15 @@ class Metrics:
 
     def _call_completed(self, ev: CallCompleted) -> None:
         rec = ev.record
-        upstream = rec.upstream if rec.outcome is not Outcome.INVALID else "(invalid)"
-        upstream = upstream or "(invalid)"
+        upstream = rec.upstream or "(invalid)"  # invalid messages name no usable upstream
         self.requests.labels(upstream, rec.outcome.value).inc()
         if rec.outcome is not Outcome.SUCCESS:
             self.errors.labels(upstream, rec.error_class or rec.outcome.value).inc()
         for attempt in rec.attempts:
-            kind = {
-                "timeout_connect": "connect",
-                "timeout_read": "read",
-                "deadline_exceeded": "deadline",
-            }.get(attempt.error_class or "")
+            kind = _TIMEOUT_KIND.get(attempt.error_class or "")
             if kind:
                 self.timeouts.labels(upstream, kind).inc()
+        # A deadline that ran out between attempts (or while queued) has no attempt of its own.
         if rec.outcome is Outcome.DEADLINE_EXCEEDED and not any(
             a.error_class == "deadline_exceeded" for a in rec.attempts
         ):

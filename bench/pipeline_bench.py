@@ -260,6 +260,7 @@ async def main() -> None:
     parser.add_argument("--workers", default="1,2")
     parser.add_argument("--nominal-rate", type=float, default=200.0)
     parser.add_argument("--nominal-seconds", type=float, default=20.0)
+    parser.add_argument("--skip-nominal", action="store_true")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="netscope-bench-"))
     broker = TansuBroker(BrokerConfig(data_dir=work / "broker", port=free_port()))
@@ -286,10 +287,12 @@ async def main() -> None:
             rows.append((f"saturation: netscope x{workers}", res["throughput"],
                          _quantile(over, 0.5), _quantile(over, 0.99),
                          res["durable_p99_s"], res["rss_mb"]))
-        nom = await nominal(args.nominal_rate, args.nominal_seconds, broker=broker, rgw=rgw,
-                            sim_url=sim_url, work=work)
-        rows.append((f"nominal {args.nominal_rate:g} msg/s: netscope x1", nom["throughput"],
-                     nom["ovh_p50_ms"], nom["ovh_p99_ms"], nom["durable_p99_s"], nom["rss_mb"]))
+        if not args.skip_nominal:
+            nom = await nominal(args.nominal_rate, args.nominal_seconds, broker=broker,
+                                rgw=rgw, sim_url=sim_url, work=work)
+            rows.append((f"nominal {args.nominal_rate:g} msg/s: netscope x1", nom["throughput"],
+                         nom["ovh_p50_ms"], nom["ovh_p99_ms"], nom["durable_p99_s"],
+                         nom["rss_mb"]))
     finally:
         sim.send_signal(signal.SIGINT)
         sim.wait(10)

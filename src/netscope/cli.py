@@ -15,7 +15,7 @@ import asyncio
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -42,6 +42,16 @@ ConfigOpt = Annotated[
     Path | None,
     typer.Option("--config", "-c", help="TOML file; NETSCOPE_* env vars override it."),
 ]
+
+
+def run_loop(coro: Any) -> Any:
+    """Run on uvloop when it is installed: the same asyncio API, a faster I/O core (the
+    pipeline is bound by per-message socket work on one core)."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)
+    return uvloop.run(coro)
 
 
 def _load(config: Path | None) -> Settings:
@@ -84,7 +94,7 @@ def run(config: ConfigOpt = None) -> None:
     async def main() -> int:
         return await Service(settings).run_until_signal()
 
-    raise typer.Exit(asyncio.run(main()))
+    raise typer.Exit(run_loop(main()))
 
 
 @app.command("demo")

@@ -105,6 +105,12 @@ async def baseline(bootstrap: str, topic: str, url: str, n: int) -> float:
     return n / elapsed
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (/proc/PID/stat fields 14 and 15)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _config(path: Path, *, bootstrap: str, topic: str, rgw: CephRgw, sim_url: str,
             spool: Path, port: int, group: str) -> None:
     path.write_text(f"""
@@ -179,6 +185,9 @@ async def netscope_run(
                 _histogram_quantile(text, "netscope_audit_durable_latency_seconds", 0.99)
             )
     rss = []
+    cpu_s = sum(_cpu_seconds(p.pid) for p in procs)
+    print(f"  netscope x{workers}: {cpu_s:.1f} CPU-s over {elapsed:.1f} s "
+          f"({cpu_s / elapsed:.0%} of one core)", flush=True)
     for proc in procs:
         status = Path(f"/proc/{proc.pid}/status").read_text()
         rss.append(int(next(line.split()[1] for line in status.splitlines()

@@ -258,6 +258,8 @@ class Pipeline:
         return reason is not None
 
     async def _throttle(self) -> None:
+        if self.ingest_limit.unlimited:
+            return
         while not self.ingest_limit.try_acquire():
             wait = self.ingest_limit.wait_time_s()
             await self._wait_or_stop(min(wait, 0.25))
@@ -339,7 +341,7 @@ class Pipeline:
             upstream_time = 0.0
         else:
             t_wait = time.perf_counter()
-            if prev is not None:
+            if prev is not None and not prev.done():
                 await asyncio.wait({prev})  # same key: keep order, whatever prev's fate
             async with self._in_flight:
                 queued_s = time.perf_counter() - t_wait

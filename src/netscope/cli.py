@@ -35,7 +35,7 @@ app = typer.Typer(
 app.add_typer(dev_app, name="dev", help="Local real services: Ceph RGW, Kafka brokers, Prometheus.")
 app.command("loadgen", help="Produce call-request traffic to a Kafka topic.")(loadgen_command)
 app.command("upstream-sim", help="Run an HTTP upstream with fault knobs.")(upstream_sim_command)
-admin_app = typer.Typer(help="Operate a running NetScope (needs NETSCOPE_ADMIN_TOKEN).")
+admin_app = typer.Typer(help="Operate a running NetScope (needs NETSCOPE_API__ADMIN_TOKEN).")
 app.add_typer(admin_app, name="admin")
 
 ConfigOpt = Annotated[
@@ -121,9 +121,11 @@ def demo(
 def _admin_call(url: str, method: str, path: str, body: dict | None = None) -> None:
     import httpx
 
-    token = os.environ.get("NETSCOPE_ADMIN_TOKEN")
+    token = os.environ.get("NETSCOPE_API__ADMIN_TOKEN")
     if not token:
-        typer.echo("netscope: set NETSCOPE_ADMIN_TOKEN to the service's api.admin_token", err=True)
+        typer.echo(
+            "netscope: set NETSCOPE_API__ADMIN_TOKEN to the service's api.admin_token", err=True
+        )
         raise typer.Exit(EXIT_CONFIG)
     try:
         resp = httpx.request(
@@ -158,15 +160,21 @@ def admin_throttle(
 
 @admin_app.command("breaker")
 def admin_breaker(
-    upstream: Annotated[str, typer.Argument(help="Upstream name.")],
-    action: Annotated[str, typer.Argument(help="force-open | force-closed | reset | show")],
+    action: Annotated[str, typer.Argument(help="show | force-open | force-closed | reset")],
+    upstream: Annotated[
+        str | None, typer.Argument(help="Upstream name (not needed for show).")
+    ] = None,
     url: UrlOpt = "http://127.0.0.1:8080",
 ) -> None:
-    """Force a circuit breaker open or closed, reset it, or show all breakers."""
+    """Show every breaker, or force one open or closed, or reset it."""
     if action == "show":
         _admin_call(url, "GET", "/admin/breakers")
-    else:
-        _admin_call(url, "POST", f"/admin/breakers/{upstream}/{action}")
+        return
+    if action not in ("force-open", "force-closed", "reset") or upstream is None:
+        typer.echo("netscope: usage: netscope admin breaker {force-open|force-closed|reset} "
+                   "UPSTREAM, or netscope admin breaker show", err=True)
+        raise typer.Exit(EXIT_CONFIG)
+    _admin_call(url, "POST", f"/admin/breakers/{upstream}/{action}")
 
 
 def main() -> None:

@@ -350,7 +350,8 @@ def load_settings(path: Path | None = None, env: dict[str, str] | None = None) -
     unknown = [
         (name, "unknown setting: no such key (nested keys use '__', e.g. NETSCOPE_KAFKA__GROUP_ID)")
         for name in environ
-        if name.startswith("NETSCOPE_")
+        # pydantic-settings matches names case-insensitively, so the check must too.
+        if name.upper().startswith("NETSCOPE_")
         and name[len("NETSCOPE_") :].split("__")[0].lower() not in Settings.model_fields
     ]
     if unknown:

@@ -164,6 +164,19 @@ def test_unknown_env_var_is_named(tmp_path: Path) -> None:
     assert "unknown setting" in str(error)
 
 
+def test_unknown_env_var_is_named_whatever_its_case(tmp_path: Path) -> None:
+    # pydantic-settings reads NETSCOPE_* case-insensitively; a lowercase typo must not slip by.
+    error = config_error(tmp_path, env={"netscope_nope": "1"})
+    assert error.problems[0][0] == "netscope_nope"
+
+
+def test_admin_token_env_var_configures_the_service(tmp_path: Path) -> None:
+    # The CLI's `netscope admin` reads the same variable, so one export serves both.
+    settings = load_settings(None, env={"NETSCOPE_API__ADMIN_TOKEN": "t0k"})
+    assert settings.api.admin_token is not None
+    assert settings.api.admin_token.get_secret_value() == "t0k"
+
+
 def test_unknown_nested_env_var_is_named(tmp_path: Path) -> None:
     error = config_error(tmp_path, env={"NETSCOPE_KAFKA__BOGUS": "1"})
     assert [key for key, _ in error.problems] == ["kafka.bogus"]

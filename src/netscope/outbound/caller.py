@@ -117,6 +117,9 @@ class UpstreamGuard:
                     self._bulkhead_freed.wait_for(self.bulkhead.try_acquire), limit
                 )
             except TimeoutError:
+                # A notify() may have landed on us just as the wait expired: pass it on, or a
+                # freed slot would sit unused while another waiter times out.
+                self._bulkhead_freed.notify(1)
                 return False
         return True
 

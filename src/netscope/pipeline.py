@@ -369,7 +369,14 @@ class Pipeline:
                     self.settings.kafka.dead_letter_topic,
                     value=record.value,
                     key=record.key,
-                    headers=dead_letter_headers(
+                    # The producer's own headers (traceparent first of all) travel with the
+                    # dead letter, so whoever replays it keeps the correlation.
+                    headers=[
+                        (k, v)
+                        for k, v in (record.headers or ())
+                        if not k.startswith("netscope-dlq-")
+                    ]
+                    + dead_letter_headers(
                         invalid.reason, invalid.field, tp.topic, tp.partition, record.offset
                     ),
                 )

@@ -174,3 +174,34 @@ async def test_sigterm_mid_stream_then_restart_no_loss_no_duplicate(
     counts = terminal_counts(await read_audit(settings.audit))
     assert len(counts) == 3000
     assert set(counts.values()) == {1}
+
+
+async def test_dead_letter_keeps_producer_headers_and_trace(
+    tansu_broker, sim, tmp_path: Path
+) -> None:
+    """Invariant I4 for bad input: the DLQ copy and the audit record keep the producer's trace."""
+    from aiokafka import AIOKafkaProducer
+
+    topic = f"dlq-{os.getpid()}"
+    await tansu_broker.create_topic(topic, 4)
+    settings = settings_for(
+        broker=tansu_broker, topic=topic, tmp_path=tmp_path, upstreams={"payments": sim.url}
+    )
+    traceparent = b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    producer = AIOKafkaProducer(bootstrap_servers=tansu_broker.bootstrap)
+    await producer.start()
+    try:
+        await producer.send_and_wait(
+            topic, b"{not json", key=b"k", headers=[("traceparent", traceparent), ("x-app", b"a")]
+        )
+    finally:
+        await producer.stop()
+    async with running(Service(settings)) as service:
+        await wait_for(lambda: service.pipeline.processed >= 1, timeout_s=30, what="processed")
+    [dead] = await read_topic(tansu_broker.bootstrap, f"{topic}.dlq", 1)
+    headers = dict(dead.headers)
+    assert headers["traceparent"] == traceparent and headers["x-app"] == b"a"
+    assert headers[DLQ_FIELD] == b"(message)"
+    [record] = await read_audit(settings.audit)
+    assert record["outcome"] == "invalid"
+    assert record["trace_id"] == "4bf92f3577b34da6a3ce929d0e0e4736"

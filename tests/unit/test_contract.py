@@ -559,3 +559,11 @@ def test_dead_letter_headers() -> None:
     assert headers["netscope-dlq-field"] == b"headers"
     assert headers["netscope-dlq-source"] == b"netscope.requests/2/17"
     assert headers["netscope-dlq-schema-version"] == b"1"
+
+
+def test_invalid_message_keeps_the_kafka_header_trace() -> None:
+    header = b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    result = parse_request(b"not json", upstreams={"payments"}, header_traceparent=header)
+    assert isinstance(result, InvalidMessage)
+    assert result.trace is not None
+    assert result.trace.trace_id == "4bf92f3577b34da6a3ce929d0e0e4736"

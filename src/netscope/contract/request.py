@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import math
 import re
 from collections.abc import Container, Iterable
@@ -256,7 +257,25 @@ def parse_request(
     header_traceparent: bytes | None = None,
     max_message_bytes: int = 1 << 20,
 ) -> CallRequest | InvalidMessage:
-    """Validate one Kafka value. Total: never raises, whatever the bytes."""
+    """Validate one Kafka value. Total: never raises, whatever the bytes.
+
+    An invalid message keeps the producer's trace when it has one, from its body or from the
+    Kafka ``traceparent`` header, so the dead letter and its audit record stay correlated.
+    """
+    result = _parse(raw, upstreams, header_traceparent, max_message_bytes)
+    if isinstance(result, InvalidMessage) and result.trace is None and header_traceparent:
+        header_trace = parse_traceparent(header_traceparent.decode("ascii", "replace"))
+        if header_trace is not None:
+            result = dataclasses.replace(result, trace=header_trace)
+    return result
+
+
+def _parse(
+    raw: bytes | None,
+    upstreams: Container[str],
+    header_traceparent: bytes | None,
+    max_message_bytes: int,
+) -> CallRequest | InvalidMessage:
     if raw is None:
         return InvalidMessage((FieldError("(message)", "empty value (tombstone)"),))
     if len(raw) > max_message_bytes:

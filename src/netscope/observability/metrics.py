@@ -227,6 +227,7 @@ class Metrics:
         )
         self.started.set(time.time())
         self._in_flight_children: dict[str, Any] = {}
+        self._per_call: dict[tuple[str, Outcome], tuple[Any, Any]] = {}
 
     def sample_spool(self, stats: Any, refusing: bool) -> None:
         self.spool_bytes.set(stats.bytes)
@@ -265,7 +266,15 @@ class Metrics:
     def _call_completed(self, ev: CallCompleted) -> None:
         rec = ev.record
         upstream = rec.upstream or "(invalid)"  # invalid messages name no usable upstream
-        self.requests.labels(upstream, rec.outcome.value).inc()
+        children = self._per_call.get((upstream, rec.outcome))
+        if children is None:
+            # labels() takes a lock and builds a key: resolve the children once per pair.
+            children = self._per_call[(upstream, rec.outcome)] = (
+                self.requests.labels(upstream, rec.outcome.value),
+                self.latency.labels(upstream),
+            )
+        requests, latency = children
+        requests.inc()
         if rec.outcome is not Outcome.SUCCESS:
             self.errors.labels(upstream, rec.error_class or rec.outcome.value).inc()
         for attempt in rec.attempts:
@@ -278,7 +287,7 @@ class Metrics:
         ):
             self.timeouts.labels(upstream, "deadline").inc()
         if rec.outcome is not Outcome.INVALID:
-            self.latency.labels(upstream).observe(rec.latency_s)
+            latency.observe(rec.latency_s)
             self.overhead.observe(max(0.0, rec.latency_s - rec.queued_s - ev.upstream_time_s))
 
     def _retry(self, ev: RetryScheduled) -> None:

@@ -125,8 +125,9 @@ class UpstreamGuard:
 
     async def _release_bulkhead(self) -> None:
         self.bulkhead.release()
-        async with self._bulkhead_freed:
-            self._bulkhead_freed.notify(1)
+        if self.cfg.on_saturation == "wait":  # only "wait" mode ever has someone waiting
+            async with self._bulkhead_freed:
+                self._bulkhead_freed.notify(1)
 
     async def call(self, req: CallRequest, consumed_at: float | None = None) -> CallResult:
         """Run the request to a terminal outcome. Total: never raises (except cancellation).

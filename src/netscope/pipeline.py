@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,18 @@ from netscope.resilience.limiter import TokenBucket
 log = logging.getLogger(__name__)
 
 RESUME_RATIO = 0.8
+
+
+@dataclass(slots=True)
+class _Work:
+    """One fetched record on its way to a terminal outcome."""
+
+    lane: Any  # the audit writer's token for its partition
+    tp: TopicPartition
+    record: ConsumerRecord
+    received_at: float  # epoch s
+    consumed_mono: float  # the deadline counts from here (I1)
+    dispatched: float  # perf_counter: latency_s and queued_s count from here
 
 
 @dataclass(slots=True)
@@ -125,8 +138,11 @@ class Pipeline:
         self._consumer = make_consumer(settings.kafka, **(consumer_overrides or {}))
         self._producer = make_producer(settings.kafka)
         self._in_flight = asyncio.Semaphore(settings.pipeline.max_in_flight)
-        self._tails: dict[tuple[int, bytes], asyncio.Task[None]] = {}
+        # Messages of one Kafka key wait in that key's queue, drained by one task: order per
+        # key without a task (and a wait) per message.
+        self._key_queues: dict[tuple[int, bytes], deque[_Work]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._outstanding = 0  # dispatched, not yet at a terminal outcome
         self._stopping = asyncio.Event()
         self._background: list[asyncio.Task[Any]] = []
         self._paused_reason: str | None = None
@@ -185,8 +201,8 @@ class Pipeline:
 
     @property
     def in_flight_messages(self) -> int:
-        """Messages dispatched whose processing task has not finished."""
-        return len(self._tasks)
+        """Messages dispatched that have not reached a terminal outcome yet."""
+        return self._outstanding
 
     def request_stop(self) -> None:
         self._stopping.set()
@@ -198,7 +214,7 @@ class Pipeline:
         abandoned = 0
         if self._tasks:
             _, pending = await asyncio.wait(set(self._tasks), timeout=timeout)
-            abandoned = len(pending)
+            abandoned = self._outstanding
             for task in pending:
                 task.cancel()
             if pending:
@@ -280,35 +296,43 @@ class Pipeline:
     # -- processing --------------------------------------------------------------------------
 
     def _dispatch(self, tp: TopicPartition, record: ConsumerRecord) -> None:
-        lane = self.writer.track(tp.topic, tp.partition, record.offset)
-        received_at = time.time()
-        consumed_mono = self.clock.monotonic()
-        prev = None
-        chain_key = None
-        if record.key is not None:
-            chain_key = (tp.partition, record.key)
-            prev = self._tails.get(chain_key)
-        task = asyncio.create_task(
-            self._process(lane, tp, record, received_at, consumed_mono, prev)
+        work = _Work(
+            lane=self.writer.track(tp.topic, tp.partition, record.offset),
+            tp=tp,
+            record=record,
+            received_at=time.time(),
+            consumed_mono=self.clock.monotonic(),
+            dispatched=time.perf_counter(),
         )
+        self._outstanding += 1
+        if record.key is None:
+            self._spawn(self._process(work))
+            return
+        key = (tp.partition, record.key)
+        queue = self._key_queues.get(key)
+        if queue is not None:
+            queue.append(work)  # its drainer is running: it will get there in order
+            return
+        self._key_queues[key] = deque((work,))
+        self._spawn(self._drain_key(key))
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-        if chain_key is not None:
-            self._tails[chain_key] = task
-            task.add_done_callback(
-                lambda t, k=chain_key: self._tails.pop(k, None) if self._tails.get(k) is t else None
-            )
 
-    async def _process(
-        self,
-        lane: Any,
-        tp: TopicPartition,
-        record: ConsumerRecord,
-        received_at: float,
-        consumed_mono: float,
-        prev: asyncio.Task[None] | None,
-    ) -> None:
-        t0 = time.perf_counter()
+    async def _drain_key(self, key: tuple[int, bytes]) -> None:
+        queue = self._key_queues[key]
+        try:
+            while queue:
+                await self._process(queue[0])
+                queue.popleft()
+        finally:
+            del self._key_queues[key]
+
+    async def _process(self, work: _Work) -> None:
+        tp, record, received_at = work.tp, work.record, work.received_at
+        t_parse = time.perf_counter()
         header_tp = next((v for k, v in (record.headers or ()) if k == "traceparent"), None)
         parsed = parse_request(
             record.value,
@@ -340,23 +364,23 @@ class Pipeline:
             audit = self._invalid_record(parsed, position, received_at)
             upstream_time = 0.0
         else:
-            t_wait = time.perf_counter()
-            if prev is not None and not prev.done():
-                await asyncio.wait({prev})  # same key: keep order, whatever prev's fate
+            parse_s = time.perf_counter() - t_parse
             async with self._in_flight:
-                queued_s = time.perf_counter() - t_wait
+                # Waiting behind the same key, then for a call slot; parsing is work, not a wait.
+                queued_s = time.perf_counter() - work.dispatched - parse_s
                 in_flight = self.metrics.in_flight_for(parsed.upstream)
                 in_flight.inc()
                 try:
-                    result = await self.guards[parsed.upstream].call(parsed, consumed_mono)
+                    result = await self.guards[parsed.upstream].call(parsed, work.consumed_mono)
                 finally:
                     in_flight.dec()
-            audit = self._call_record(parsed, result, position, received_at, t0)
-            audit.queued_s = round(queued_s, 6)
+            audit = self._call_record(parsed, result, position, received_at, work.dispatched)
+            audit.queued_s = round(max(0.0, queued_s), 6)
             upstream_time = result.upstream_time_s
         self.processed += 1
+        self._outstanding -= 1
         self.events.publish(CallCompleted(audit, upstream_time))
-        self.writer.complete(lane, audit)
+        self.writer.complete(work.lane, audit)
 
     async def _dead_letter(
         self, tp: TopicPartition, record: ConsumerRecord, invalid: InvalidMessage

@@ -107,8 +107,27 @@ async def baseline(bootstrap: str, topic: str, url: str, n: int) -> float:
 
 def _cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process so far (/proc/PID/stat fields 14 and 15)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class CpuMeter:
+    """Where the machine's cores went during one phase: CPU-s per named process."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self.pids = pids
+        self.start = {name: _cpu_seconds(pid) for name, pid in pids.items()}
+        self.t0 = time.perf_counter()
+
+    def report(self, label: str, extra: dict[str, float] | None = None) -> None:
+        elapsed = time.perf_counter() - self.t0
+        used = {name: _cpu_seconds(pid) - self.start[name] for name, pid in self.pids.items()}
+        used.update(extra or {})
+        parts = ", ".join(f"{name} {sec / elapsed:.0%}" for name, sec in used.items())
+        print(f"  {label}: {elapsed:.1f} s; share of one core: {parts}", flush=True)
 
 
 def _config(path: Path, *, bootstrap: str, topic: str, rgw: CephRgw, sim_url: str,
@@ -147,9 +166,10 @@ base_url = "{sim_url}"
 
 async def netscope_run(
     workers: int, *, bootstrap: str, topic: str, rgw: CephRgw, sim_url: str, work: Path,
-    ends: dict[int, int], group: str,
+    ends: dict[int, int], group: str, services: dict[str, int], profile: Path | None = None,
 ) -> dict[str, float]:
     procs = []
+    spies: list[subprocess.Popen[bytes]] = []
     ports = []
     for i in range(workers):
         port = free_port()
@@ -159,7 +179,15 @@ async def netscope_run(
         procs.append(subprocess.Popen([sys.executable, "-m", "netscope", "run", "-c", str(cfg)],
                                       stdout=subprocess.DEVNULL))
         ports.append(port)
+        if profile is not None:
+            # Collapsed stacks (flamegraph.pl / speedscope input); py-spy costs some CPU too.
+            spies.append(subprocess.Popen(
+                [str(Path(sys.executable).parent / "py-spy"), "record", "--format", "raw",
+                 "--rate", "200", "--pid", str(procs[-1].pid), "--output",
+                 f"{profile}.x{workers}-{i}.txt"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
     start = None
+    meter = None
     async with aiohttp.ClientSession() as http:
         while True:
             total = 0.0
@@ -173,6 +201,8 @@ async def netscope_run(
                     pass
             if total > 0 and start is None:
                 start = time.perf_counter()
+                meter = CpuMeter({**{f"netscope-{i}": p.pid for i, p in enumerate(procs)},
+                                  **services})
             if start is not None and await committed_offsets(bootstrap, group, topic) == ends:
                 break
             await asyncio.sleep(0.05)
@@ -185,9 +215,8 @@ async def netscope_run(
                 _histogram_quantile(text, "netscope_audit_durable_latency_seconds", 0.99)
             )
     rss = []
-    cpu_s = sum(_cpu_seconds(p.pid) for p in procs)
-    print(f"  netscope x{workers}: {cpu_s:.1f} CPU-s over {elapsed:.1f} s "
-          f"({cpu_s / elapsed:.0%} of one core)", flush=True)
+    assert meter is not None
+    meter.report(f"netscope x{workers}")
     for proc in procs:
         status = Path(f"/proc/{proc.pid}/status").read_text()
         rss.append(int(next(line.split()[1] for line in status.splitlines()
@@ -195,6 +224,8 @@ async def netscope_run(
         proc.send_signal(signal.SIGTERM)
     for proc in procs:
         proc.wait(60)
+    for spy in spies:
+        spy.wait(30)
     n = sum(ends.values())
     return {"throughput": n / elapsed, "durable_p99_s": max(durable_p99), "rss_mb": max(rss)}
 
@@ -270,6 +301,8 @@ async def main() -> None:
     parser.add_argument("--nominal-rate", type=float, default=200.0)
     parser.add_argument("--nominal-seconds", type=float, default=20.0)
     parser.add_argument("--skip-nominal", action="store_true")
+    parser.add_argument("--profile", type=Path, default=None,
+                        help="write py-spy collapsed stacks of each NetScope process here")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="netscope-bench-"))
     broker = TansuBroker(BrokerConfig(data_dir=work / "broker", port=free_port()))
@@ -286,12 +319,17 @@ async def main() -> None:
         topic = "bench"
         await broker.create_topic(topic, 4)
         ends = await produce(broker.bootstrap, topic, make_traffic(n, upstreams=["payments"]))
+        services = {"sim": sim.pid, "broker": broker.pid() or 0,
+                    **{f"rgw-{role}": pid for role, pid in rgw.pids().items()}}
+        meter = CpuMeter({"bench(baseline)": os.getpid(), **services})
         base = await baseline(broker.bootstrap, topic, sim_url, n)
+        meter.report("baseline")
         rows.append(("saturation: baseline consume->call->commit", base, None, None, None, None))
         for workers in (int(w) for w in args.workers.split(",")):
             group = f"netscope-{workers}w"
             res = await netscope_run(workers, bootstrap=broker.bootstrap, topic=topic, rgw=rgw,
-                                     sim_url=sim_url, work=work, ends=ends, group=group)
+                                     sim_url=sim_url, work=work, ends=ends, group=group,
+                                     services=services, profile=args.profile)
             over = _overheads_ms(await read_audit(_audit_cfg(rgw, group)))
             rows.append((f"saturation: netscope x{workers}", res["throughput"],
                          _quantile(over, 0.5), _quantile(over, 0.99),

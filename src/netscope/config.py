@@ -182,6 +182,10 @@ class PipelineConfig(_Strict):
     drain_timeout_s: PositiveFloat = 30.0
     max_message_bytes: int = Field(1 << 20, ge=1024)
     ingest_rate_per_s: NonNegFloat = 0.0
+    # Like Kafka Connect's initial_state=PAUSED: join the group but take nothing until an
+    # operator lifts it (`netscope admin throttle off`), e.g. so every worker of a group has
+    # its partitions before a backlog is consumed.
+    start_paused: bool = False
 
 
 class S3Config(_Strict):

@@ -133,6 +133,10 @@ class Pipeline:
         self.ingest_limit = TokenBucket(
             rate if rate > 0 else float("inf"), max(1, int(rate) or 1), self.clock
         )
+        if settings.pipeline.start_paused:
+            self.ingest_limit.set_rate(0.0, 1)
+            log.warning("ingest paused at start (pipeline.start_paused): "
+                        "lift with `netscope admin throttle off`")
         self.metrics.ingest_rate_limit.set(self.ingest_limit.rate_per_s)
         self.metrics.queue_capacity.set(settings.pipeline.queue_depth)
         self._consumer = make_consumer(settings.kafka, **(consumer_overrides or {}))

@@ -138,6 +138,10 @@ class CephRgw:
             endpoints={"s3": self.endpoint},
         )
 
+    def pids(self) -> dict[str, int]:
+        """Running daemons by role (benchmarks account their CPU)."""
+        return {role: pid for role, d in self._daemons.items() if (pid := d.pid()) is not None}
+
     def env_lines(self) -> list[str]:
         return [
             "export NETSCOPE_AUDIT__BACKEND=s3",

@@ -152,6 +152,9 @@ class KafkaBroker:
             endpoints={"bootstrap": self.bootstrap},
         )
 
+    def pid(self) -> int | None:
+        return self._daemon.pid()
+
     def env_lines(self) -> list[str]:
         return [f"export NETSCOPE_KAFKA__BOOTSTRAP_SERVERS={self.bootstrap}  # {self.name}"]
 

@@ -26,16 +26,17 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 import aiohttp
 import orjson
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.harness import committed_offsets, make_traffic, produce, read_audit
+from tests.harness import make_traffic, produce, read_audit
 
 from netscope.config import AuditConfig
 from netscope.devservices.base import free_port
@@ -43,11 +44,18 @@ from netscope.devservices.ceph import CephRgw, RgwConfig
 from netscope.devservices.kafka import BrokerConfig, TansuBroker
 
 CONCURRENCY = 256
+ADMIN_TOKEN = "bench-admin-token"
 
 
 def _quantile(values: list[float], q: float) -> float:
     values = sorted(values)
     return values[min(len(values) - 1, int(q * len(values)))]
+
+
+def _sample(text: str, name: str) -> float:
+    """Sum of a metric's samples in a Prometheus text exposition."""
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith((f"{name} ", f"{name}{{")))
 
 
 def _histogram_quantile(text: str, name: str, q: float) -> float:
@@ -76,17 +84,18 @@ async def baseline(bootstrap: str, topic: str, url: str, n: int) -> float:
                                 session_timeout_ms=6000, max_poll_records=500)
     await consumer.start()
     sem = asyncio.Semaphore(CONCURRENCY)
-    done = 0
+    done = ok = 0
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=100)) as http:
 
         async def call(value: bytes) -> None:
-            nonlocal done
+            nonlocal done, ok
             async with sem:
                 req = orjson.loads(value)
                 path = req.get("path", "/") if isinstance(req, dict) else "/"
                 try:
                     async with http.get(url + path) as resp:
                         await resp.read()
+                        ok += resp.status == 200
                 except Exception:
                     pass
             done += 1
@@ -102,6 +111,9 @@ async def baseline(bootstrap: str, topic: str, url: str, n: int) -> float:
                 await consumer.commit()
         elapsed = time.perf_counter() - (start or time.perf_counter())
     await consumer.stop()
+    print(f"  baseline: {ok} of {n} calls answered 200", flush=True)
+    if ok != n:
+        raise SystemExit("baseline: not every call succeeded; the figures would mean nothing")
     return n / elapsed
 
 
@@ -130,8 +142,33 @@ class CpuMeter:
         print(f"  {label}: {elapsed:.1f} s; share of one core: {parts}", flush=True)
 
 
+class CommitWatcher:
+    """One long-lived connection asking the group's committed offsets (OffsetFetch) every
+    50 ms: a new client per poll would cost the machine more than NetScope's own commits."""
+
+    def __init__(self, bootstrap: str, group: str, topic: str) -> None:
+        self._consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group,
+                                          enable_auto_commit=False)
+        self._topic = topic
+
+    async def __aenter__(self) -> CommitWatcher:
+        await self._consumer.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._consumer.stop()
+
+    async def wait_for(self, ends: dict[int, int]) -> None:
+        tps = [TopicPartition(self._topic, p) for p in sorted(ends)]
+        while True:
+            done = {tp.partition: await self._consumer.committed(tp) for tp in tps}
+            if done == ends:
+                return
+            await asyncio.sleep(0.05)
+
+
 def _config(path: Path, *, bootstrap: str, topic: str, rgw: CephRgw, sim_url: str,
-            spool: Path, port: int, group: str) -> None:
+            spool: Path, port: int, group: str, paused: bool = False) -> None:
     path.write_text(f"""
 instance_id = "bench-{port}"
 [kafka]
@@ -143,8 +180,10 @@ session_timeout_s = 6
 [pipeline]
 max_in_flight = {CONCURRENCY}
 queue_depth = 4000
+start_paused = {"true" if paused else "false"}
 [api]
 port = {port}
+admin_token = "{ADMIN_TOKEN}"
 [logging]
 level = "warning"
 format = "console"
@@ -161,6 +200,8 @@ path = "{spool}"
 free_disk_floor_bytes = 0
 [upstreams.payments]
 base_url = "{sim_url}"
+[upstreams.payments.bulkhead]
+max_concurrent = {CONCURRENCY}
 """)
 
 
@@ -175,7 +216,7 @@ async def netscope_run(
         port = free_port()
         cfg = work / f"{group}-{i}.toml"
         _config(cfg, bootstrap=bootstrap, topic=topic, rgw=rgw, sim_url=sim_url,
-                spool=work / f"{group}-spool-{i}", port=port, group=group)
+                spool=work / f"{group}-spool-{i}", port=port, group=group, paused=True)
         procs.append(subprocess.Popen([sys.executable, "-m", "netscope", "run", "-c", str(cfg)],
                                       stdout=subprocess.DEVNULL))
         ports.append(port)
@@ -183,30 +224,37 @@ async def netscope_run(
             # Collapsed stacks (flamegraph.pl / speedscope input); py-spy costs some CPU too.
             spies.append(subprocess.Popen(
                 [str(Path(sys.executable).parent / "py-spy"), "record", "--format", "raw",
-                 "--rate", "200", "--pid", str(procs[-1].pid), "--output",
+                 "--rate", "200", "--nonblocking", "--pid", str(procs[-1].pid), "--output",
                  f"{profile}.x{workers}-{i}.txt"],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-    start = None
-    meter = None
+    # Every worker starts paused (pipeline.start_paused) and is released once the group has
+    # settled, so the run measures the workers consuming together, not one of them alone
+    # before a rebalance; nothing polls NetScope during the run (a 20 Hz /metrics scrape
+    # costs it a few % of its CPU), only the broker for the group's committed offsets.
+    admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
     async with aiohttp.ClientSession() as http:
         while True:
-            total = 0.0
+            assigned = []
             for port in ports:
                 try:
                     async with http.get(f"http://127.0.0.1:{port}/metrics") as resp:
                         text = await resp.text()
-                    total += sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-                                 if line.startswith("netscope_requests_total{"))
+                    assigned.append(_sample(text, "netscope_assigned_partitions"))
                 except aiohttp.ClientError:
-                    pass
-            if total > 0 and start is None:
-                start = time.perf_counter()
-                meter = CpuMeter({**{f"netscope-{i}": p.pid for i, p in enumerate(procs)},
-                                  **services})
-            if start is not None and await committed_offsets(bootstrap, group, topic) == ends:
+                    assigned.append(0.0)
+            if all(assigned) and sum(assigned) == len(ends):
                 break
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(0.1)
+        meter = CpuMeter({**{f"netscope-{i}": p.pid for i, p in enumerate(procs)}, **services})
+        start = time.perf_counter()
+        for port in ports:
+            async with http.post(f"http://127.0.0.1:{port}/admin/throttle", headers=admin,
+                                 json={"rate_per_s": None}) as resp:
+                resp.raise_for_status()
+        async with CommitWatcher(bootstrap, group, topic) as watcher:
+            await watcher.wait_for(ends)
         elapsed = time.perf_counter() - start
+        meter.report(f"netscope x{workers}")
         durable_p99 = []
         for port in ports:
             async with http.get(f"http://127.0.0.1:{port}/metrics") as resp:
@@ -215,8 +263,6 @@ async def netscope_run(
                 _histogram_quantile(text, "netscope_audit_durable_latency_seconds", 0.99)
             )
     rss = []
-    assert meter is not None
-    meter.report(f"netscope x{workers}")
     for proc in procs:
         status = Path(f"/proc/{proc.pid}/status").read_text()
         rss.append(int(next(line.split()[1] for line in status.splitlines()
@@ -234,6 +280,15 @@ def _audit_cfg(rgw: CephRgw, group: str) -> AuditConfig:
     return AuditConfig(backend="s3", prefix=f"audit-{group}", s3={
         "endpoint": rgw.endpoint, "bucket": rgw.bucket, "access_key_id": rgw.access_key,
         "secret_access_key": rgw.secret_key})
+
+
+def _check_outcomes(label: str, records: list[dict], expected: int) -> None:
+    """A throughput figure only counts if every message was really called and succeeded: a
+    rejected or short-circuited message is cheap and would flatter the run."""
+    outcomes = Counter(r["outcome"] for r in records)
+    print(f"  {label}: {len(records)} audit records, outcomes {dict(outcomes)}", flush=True)
+    if len(records) != expected or outcomes["success"] != expected:
+        raise SystemExit(f"{label}: expected {expected} successes, got {dict(outcomes)}")
 
 
 def _overheads_ms(records: list[dict]) -> list[float]:
@@ -301,6 +356,9 @@ async def main() -> None:
     parser.add_argument("--nominal-rate", type=float, default=200.0)
     parser.add_argument("--nominal-seconds", type=float, default=20.0)
     parser.add_argument("--skip-nominal", action="store_true")
+    parser.add_argument("--keys", type=int, default=4096,
+                        help="distinct Kafka keys (order is kept per key: few keys = little "
+                             "concurrency, and uneven partitions for a second worker)")
     parser.add_argument("--profile", type=Path, default=None,
                         help="write py-spy collapsed stacks of each NetScope process here")
     args = parser.parse_args()
@@ -318,7 +376,9 @@ async def main() -> None:
         n = args.messages
         topic = "bench"
         await broker.create_topic(topic, 4)
-        ends = await produce(broker.bootstrap, topic, make_traffic(n, upstreams=["payments"]))
+        ends = await produce(broker.bootstrap, topic,
+                             make_traffic(n, upstreams=["payments"], keys=args.keys))
+        print(f"  backlog per partition: {ends}", flush=True)
         services = {"sim": sim.pid, "broker": broker.pid() or 0,
                     **{f"rgw-{role}": pid for role, pid in rgw.pids().items()}}
         meter = CpuMeter({"bench(baseline)": os.getpid(), **services})
@@ -330,7 +390,9 @@ async def main() -> None:
             res = await netscope_run(workers, bootstrap=broker.bootstrap, topic=topic, rgw=rgw,
                                      sim_url=sim_url, work=work, ends=ends, group=group,
                                      services=services, profile=args.profile)
-            over = _overheads_ms(await read_audit(_audit_cfg(rgw, group)))
+            records = await read_audit(_audit_cfg(rgw, group))
+            _check_outcomes(f"netscope x{workers}", records, n)
+            over = _overheads_ms(records)
             rows.append((f"saturation: netscope x{workers}", res["throughput"],
                          _quantile(over, 0.5), _quantile(over, 0.99),
                          res["durable_p99_s"], res["rss_mb"]))
@@ -347,8 +409,9 @@ async def main() -> None:
         broker.down()
         shutil.rmtree(work, ignore_errors=True)
 
-    print(f"\nNetScope pipeline benchmark: {args.messages} messages backlog, 4 partitions, "
-          f"upstream 5 ms, {os.cpu_count()} cores, concurrency {CONCURRENCY}, audit on Ceph RGW")
+    print(f"\nNetScope pipeline benchmark: {args.messages} messages backlog ({args.keys} keys), "
+          f"4 partitions, upstream 5 ms, {os.cpu_count()} cores, concurrency {CONCURRENCY}, "
+          "audit on Ceph RGW")
     print(f"{'run':44} {'msg/s':>8} {'vs base':>8} {'ovh p50 ms':>11} {'ovh p99 ms':>11} "
           f"{'durable p99 s':>14} {'peak RSS MB':>12}")
 

@@ -87,13 +87,16 @@ def settings_for(
 
 
 def make_traffic(
-    n: int, *, upstreams: list[str], invalid_every: int = 0, seed: int = 7
+    n: int, *, upstreams: list[str], invalid_every: int = 0, seed: int = 7, keys: int = 64
 ) -> list[tuple[bytes, bytes, dict[str, Any] | None]]:
-    """(key, value, request-or-None-if-invalid) triples, deterministic for a seed."""
+    """(key, value, request-or-None-if-invalid) triples, deterministic for a seed.
+
+    Few keys (64) by default, so tests see many messages per key and exercise ordering.
+    """
     rand = random.Random(seed)
     out = []
     for i in range(n):
-        key = f"k-{rand.randrange(64)}".encode()
+        key = f"k-{rand.randrange(keys)}".encode()
         if invalid_every and i % invalid_every == invalid_every - 1:
             kind = SMALL_INVALID[i % len(SMALL_INVALID)]
             out.append((key, make_invalid(kind, rand), None))

@@ -107,7 +107,8 @@ class UpstreamConfig(_Strict):
     max_connections: int = Field(100, ge=1)
     headers: dict[str, str] = Field(default_factory=dict)
     secret_headers: dict[str, SecretStr] = Field(default_factory=dict)
-    on_saturation: Literal["reject", "wait"] = "reject"
+    # "wait" by default: a backlog wider than the bulkhead must slow down, not be rejected.
+    on_saturation: Literal["reject", "wait"] = "wait"
     max_saturation_wait_s: NonNegFloat = 1.0
     retry: RetryConfig = RetryConfig()
     retry_budget: RetryBudgetConfig = RetryBudgetConfig()

@@ -340,6 +340,57 @@ async def test_bulkhead_wait_serialises_calls(sim, make_guard):
     assert guard.bulkhead.in_use == 0
 
 
+async def test_bulkhead_waiters_are_served_first_come_first_served(make_guard):
+    guard, _ = await make_guard("http://127.0.0.1:9", bulkhead={"max_concurrent": 1},
+                                on_saturation="wait", max_saturation_wait_s=10)
+    far = guard.clock.monotonic() + 60
+    assert guard.bulkhead.try_acquire()  # the only slot is taken
+    order: list[int] = []
+
+    async def waiter(i: int) -> None:
+        assert await guard._admit_bulkhead(far)
+        order.append(i)
+        guard._release_bulkhead()
+
+    tasks = []
+    for i in range(3):
+        tasks.append(asyncio.create_task(waiter(i)))
+        await _until(lambda n=i + 1: len(guard._bulkhead_waiters) == n)
+    # A newcomer does not jump the queue even if it arrives as a slot frees.
+    guard._release_bulkhead()
+    await asyncio.gather(*tasks)
+    assert order == [0, 1, 2]
+    assert guard.bulkhead.in_use == 0 and not guard._bulkhead_waiters
+
+
+async def test_bulkhead_slot_handed_to_a_cancelled_waiter_is_passed_on(make_guard):
+    guard, _ = await make_guard("http://127.0.0.1:9", bulkhead={"max_concurrent": 1},
+                                on_saturation="wait", max_saturation_wait_s=10)
+    far = guard.clock.monotonic() + 60
+    assert guard.bulkhead.try_acquire()
+    first = asyncio.create_task(guard._admit_bulkhead(far))
+    await _until(lambda: len(guard._bulkhead_waiters) == 1)
+    second = asyncio.create_task(guard._admit_bulkhead(far))
+    await _until(lambda: len(guard._bulkhead_waiters) == 2)
+    guard._release_bulkhead()  # hands the slot to `first` ...
+    first.cancel()  # ... which is cancelled (shutdown) before it runs again
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    assert await second, "the slot went on to the next waiter"
+    guard._release_bulkhead()
+    assert guard.bulkhead.in_use == 0 and not guard._bulkhead_waiters
+
+
+async def test_bulkhead_wait_timeout_leaves_no_waiter_behind(make_guard):
+    guard, _ = await make_guard("http://127.0.0.1:9", bulkhead={"max_concurrent": 1},
+                                on_saturation="wait", max_saturation_wait_s=0.05)
+    assert guard.bulkhead.try_acquire()
+    assert not await guard._admit_bulkhead(guard.clock.monotonic() + 60)
+    assert not guard._bulkhead_waiters
+    guard._release_bulkhead()
+    assert guard.bulkhead.in_use == 0
+
+
 async def test_bulkhead_wait_gives_up_after_max_saturation_wait(sim, make_guard):
     sim.config.latency_ms = 1500
     guard, _ = await make_guard(

@@ -14,8 +14,10 @@ Saturation (limit or bulkhead) either rejects at once or waits a bounded time, p
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
+from collections import deque
 from dataclasses import dataclass, field
 
 from netscope.config import UpstreamConfig
@@ -77,7 +79,7 @@ class UpstreamGuard:
             rate if rate > 0 else float("inf"), cfg.rate_limit.burst, self.clock
         )
         self.bulkhead = Bulkhead(cfg.bulkhead.max_concurrent)
-        self._bulkhead_freed = asyncio.Condition()
+        self._bulkhead_waiters: deque[asyncio.Future[None]] = deque()
         self._events = events
         self._rand = random.random
 
@@ -104,30 +106,46 @@ class UpstreamGuard:
         return self.limiter.try_acquire()
 
     async def _admit_bulkhead(self, deadline: float) -> bool:
-        if self.bulkhead.try_acquire():
+        # Newcomers queue behind waiters: first come, first served.
+        if not self._bulkhead_waiters and self.bulkhead.try_acquire():
             return True
         if self.cfg.on_saturation == "reject":
             return False
         limit = min(self.cfg.max_saturation_wait_s, deadline - self.clock.monotonic())
         if limit <= 0:
             return False
-        async with self._bulkhead_freed:
-            try:
-                await asyncio.wait_for(
-                    self._bulkhead_freed.wait_for(self.bulkhead.try_acquire), limit
-                )
-            except TimeoutError:
-                # A notify() may have landed on us just as the wait expired: pass it on, or a
-                # freed slot would sit unused while another waiter times out.
-                self._bulkhead_freed.notify(1)
-                return False
+        # A future per waiter, handed a slot by _release_bulkhead: no task, no lock, no
+        # thundering herd.
+        slot = asyncio.get_running_loop().create_future()
+        self._bulkhead_waiters.append(slot)
+        try:
+            async with asyncio.timeout(limit):
+                await slot
+        except TimeoutError:
+            self._abandon_wait(slot)
+            return False
+        except asyncio.CancelledError:
+            self._abandon_wait(slot)
+            raise
         return True
 
-    async def _release_bulkhead(self) -> None:
+    def _abandon_wait(self, slot: asyncio.Future[None]) -> None:
+        if slot.done() and not slot.cancelled():
+            # Handed a slot just as the wait ended: pass it on, never leak it.
+            self._release_bulkhead()
+            return
+        slot.cancel()
+        with contextlib.suppress(ValueError):
+            self._bulkhead_waiters.remove(slot)
+
+    def _release_bulkhead(self) -> None:
         self.bulkhead.release()
-        if self.cfg.on_saturation == "wait":  # only "wait" mode ever has someone waiting
-            async with self._bulkhead_freed:
-                self._bulkhead_freed.notify(1)
+        waiters = self._bulkhead_waiters
+        while waiters and self.bulkhead.available:
+            slot = waiters.popleft()
+            if not slot.done():
+                self.bulkhead.try_acquire()
+                slot.set_result(None)
 
     async def call(self, req: CallRequest, consumed_at: float | None = None) -> CallResult:
         """Run the request to a terminal outcome. Total: never raises (except cancellation).
@@ -182,7 +200,7 @@ class UpstreamGuard:
             try:
                 res = await self._attempt(req, remaining)
             finally:
-                await self._release_bulkhead()
+                self._release_bulkhead()
             t_upstream += time.perf_counter() - t0
             attempt = Attempt(
                 n=attempt_no,

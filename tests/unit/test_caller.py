@@ -115,6 +115,52 @@ async def test_deadline_caps_the_config_deadline_too(sim, make_guard):
     assert len(res.attempts) == 1
 
 
+@contextlib.asynccontextmanager
+async def _chunked_upstream(chunk: bytes, count: int, pause_s: float) -> AsyncIterator[str]:
+    """An upstream answering 200 with ``count`` chunks, ``pause_s`` apart."""
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse()
+        await resp.prepare(request)
+        for _ in range(count):
+            await resp.write(chunk)
+            await asyncio.sleep(pause_s)
+        return resp
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+    finally:
+        await runner.cleanup()
+
+
+async def test_deadline_cuts_a_body_that_trickles_within_the_read_timeout(make_guard):
+    """Each chunk arrives well within read_timeout_s, so only the deadline can end the call."""
+    async with _chunked_upstream(b".", count=100, pause_s=0.05) as url:
+        guard, _ = await make_guard(url, read_timeout_s=1.0, deadline_s=1.0, **NO_RETRY)
+        t0 = time.perf_counter()
+        res = await guard.call(request(timeout_ms=400))
+        elapsed = time.perf_counter() - t0
+    assert res.outcome is Outcome.DEADLINE_EXCEEDED
+    assert [a.error_class for a in res.attempts] == ["deadline_exceeded"]
+    assert 0.39 <= elapsed < 1.0, elapsed
+
+
+async def test_response_larger_than_max_response_bytes_is_a_protocol_error(make_guard):
+    # Ten chunks of 20 kB: no single read sees the whole body.
+    async with _chunked_upstream(b"x" * 20_000, count=10, pause_s=0.01) as url:
+        guard, _ = await make_guard(url, max_response_bytes=100_000, **NO_RETRY)
+        res = await guard.call(request())
+        assert res.outcome is Outcome.PROTOCOL_ERROR
+        assert res.error_class == "response_too_large" and res.status == 200
+        roomy, _ = await make_guard(url, max_response_bytes=200_000, **NO_RETRY)
+        assert (await roomy.call(request())).outcome is Outcome.SUCCESS  # exactly fits
+
+
 def _closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

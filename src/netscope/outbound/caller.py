@@ -270,22 +270,16 @@ class UpstreamGuard:
         return result
 
     async def _attempt(self, req: CallRequest, remaining_s: float) -> AttemptResult:
-        """One try, cut short by the global deadline (reported as deadline_exceeded)."""
+        """One try, cut short by the global deadline (reported as deadline_exceeded).
+
+        The deadline rides on aiohttp's own total timeout rather than an asyncio.timeout
+        around the call: one timer per attempt instead of two, on the hottest path.
+        """
         connect_s = min(self.cfg.connect_timeout_s, remaining_s)
         read_s = min(self.cfg.read_timeout_s, remaining_s)
-        started = time.time()
-        t0 = time.perf_counter()
-        try:
-            async with asyncio.timeout(remaining_s):
-                res = await self.client.attempt(
-                    req, connect_timeout_s=connect_s, read_timeout_s=read_s
-                )
-        except TimeoutError:
-            return AttemptResult(
-                started_at=started,
-                duration_s=time.perf_counter() - t0,
-                error_class="deadline_exceeded",
-            )
+        res = await self.client.attempt(
+            req, connect_timeout_s=connect_s, read_timeout_s=read_s, total_timeout_s=remaining_s
+        )
         # The per-try timeout fired only because the deadline clipped it: say so. Only the
         # timeout that fired counts: a genuine connect timeout stays one when just the read
         # timeout was clipped (and vice versa).

@@ -9,6 +9,7 @@ the outcome enum and the metrics use: connect vs read timeouts are told apart he
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -19,6 +20,10 @@ from yarl import URL
 from netscope.config import UpstreamConfig
 from netscope.contract.request import CallRequest
 from netscope.resilience.retry import parse_retry_after
+
+# aiohttp rounds timeouts at or above this many seconds up to a whole second of loop time
+# (fewer timer wake-ups); a deadline must fire when it says, so never round.
+_EXACT = math.inf
 
 
 @dataclass(slots=True)
@@ -46,7 +51,10 @@ class UpstreamClient:
 
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(
-            limit=self.cfg.max_connections, ttl_dns_cache=60, enable_cleanup_closed=True
+            limit=self.cfg.max_connections,
+            ttl_dns_cache=60,
+            enable_cleanup_closed=True,
+            timeout_ceil_threshold=_EXACT,
         )
         self._session = aiohttp.ClientSession(
             connector=connector,
@@ -72,14 +80,25 @@ class UpstreamClient:
         return headers
 
     async def attempt(
-        self, req: CallRequest, *, connect_timeout_s: float, read_timeout_s: float
+        self,
+        req: CallRequest,
+        *,
+        connect_timeout_s: float,
+        read_timeout_s: float,
+        total_timeout_s: float | None = None,
     ) -> AttemptResult:
+        """One request. ``total_timeout_s`` bounds all of it (pool wait, connect, send, body):
+        the caller passes what is left of the global deadline, reported as deadline_exceeded.
+        """
         assert self._session is not None, "start() first"
         started_at = time.time()
         t0 = time.perf_counter()
         result = AttemptResult(started_at=started_at, duration_s=0.0)
         timeout = aiohttp.ClientTimeout(
-            total=None, sock_connect=connect_timeout_s, sock_read=read_timeout_s
+            total=total_timeout_s,
+            sock_connect=connect_timeout_s,
+            sock_read=read_timeout_s,
+            ceil_threshold=_EXACT,
         )
         url = URL(self._base + req.message.path, encoded=True)
         try:
@@ -95,11 +114,16 @@ class UpstreamClient:
                 result.retry_after_s = parse_retry_after(
                     _header(resp.headers, "Retry-After"), time.time()
                 )
+                # Read to the end (size-bounded, nothing kept): an answer is only complete,
+                # and its connection reusable, once the whole body is in.
                 limit = self.cfg.max_response_bytes
-                body = await resp.content.read(limit + 1)
-                if len(body) > limit:
-                    result.error_class = "response_too_large"
-                    result.detail = f"response larger than max_response_bytes={limit}"
+                size = 0
+                async for chunk in resp.content.iter_any():
+                    size += len(chunk)
+                    if size > limit:
+                        result.error_class = "response_too_large"
+                        result.detail = f"response larger than max_response_bytes={limit}"
+                        break
         except aiohttp.ConnectionTimeoutError:
             result.error_class = "timeout_connect"
         except (aiohttp.SocketTimeoutError, aiohttp.ServerTimeoutError):
@@ -120,7 +144,8 @@ class UpstreamClient:
             result.error_class = "connect_error"
             result.detail = _short(exc)
         except TimeoutError:
-            result.error_class = "timeout_read"
+            # Not a socket timeout (those are ServerTimeoutError): aiohttp's total timer.
+            result.error_class = "deadline_exceeded"
         except asyncio.CancelledError:
             raise
         result.duration_s = time.perf_counter() - t0

@@ -1,10 +1,11 @@
 """The main job: Kafka -> validate -> guarded upstream call -> audit -> commit.
 
-Flow control in one paragraph: the fetch loop hands each record to a task; tasks with the same
-Kafka key run one after another (order per key), all others concurrently up to
-``max_in_flight``. Every fetched record counts against ``queue_depth`` until its audit record
-is durable; at the bound the assigned partitions are paused (never dropped) and resumed below
-80 %. Commits carry only offsets the audit writer reports durable (see audit/writer.py).
+Flow control in one paragraph: the fetch loop queues each record under its Kafka key;
+``max_in_flight`` long-lived workers take keys that have work and process each key's messages
+one after another (order per key), different keys concurrently. Every fetched record counts
+against ``queue_depth`` until its audit record is durable; at the bound the assigned partitions
+are paused (never dropped) and resumed below 80 %. Commits carry only offsets the audit writer
+reports durable (see audit/writer.py).
 """
 
 from __future__ import annotations
@@ -141,12 +142,15 @@ class Pipeline:
         self.metrics.queue_capacity.set(settings.pipeline.queue_depth)
         self._consumer = make_consumer(settings.kafka, **(consumer_overrides or {}))
         self._producer = make_producer(settings.kafka)
-        self._in_flight = asyncio.Semaphore(settings.pipeline.max_in_flight)
-        # Messages of one Kafka key wait in that key's queue, drained by one task: order per
-        # key without a task (and a wait) per message.
-        self._key_queues: dict[tuple[int, bytes], deque[_Work]] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        # Messages of one Kafka key wait in that key's queue; a key with work is in _ready
+        # until a worker takes it, and the worker drains it: order per key, and no task or
+        # semaphore per message (a fixed pool of workers bounds concurrency).
+        self._key_queues: dict[Any, deque[_Work]] = {}
+        self._ready: deque[Any] = deque()
+        self._parked: deque[asyncio.Future[None]] = deque()  # idle workers
+        self._workers: list[asyncio.Task[None]] = []
         self._outstanding = 0  # dispatched, not yet at a terminal outcome
+        self._all_done: asyncio.Event | None = None  # set by stop() to hear outstanding == 0
         self._stopping = asyncio.Event()
         self._background: list[asyncio.Task[Any]] = []
         self._paused_reason: str | None = None
@@ -173,6 +177,10 @@ class Pipeline:
                 self.spool_report.pending_entries,
             )
             self.drainer.wake()
+        self._workers = [
+            asyncio.create_task(self._worker(), name=f"worker-{i}")
+            for i in range(self.settings.pipeline.max_in_flight)
+        ]
         self._background = [
             asyncio.create_task(self.writer.run(), name="audit-sealer"),
             asyncio.create_task(self.drainer.run(), name="spool-drainer"),
@@ -193,9 +201,11 @@ class Pipeline:
             batches = await consumer.getmany(
                 timeout_ms=100, max_records=max(1, min(room, self.settings.kafka.max_poll_records))
             )
+            limit = self.ingest_limit
             for tp, records in batches.items():
                 for record in records:
-                    await self._throttle()
+                    if not limit.unlimited:  # a check, not a coroutine, per record
+                        await self._throttle()
                     self._dispatch(tp, record)
 
     @property
@@ -215,14 +225,14 @@ class Pipeline:
         """Runbook section 4: stop fetching, drain, flush the audit, commit, close."""
         self._stopping.set()
         timeout = drain_timeout_s or self.settings.pipeline.drain_timeout_s
-        abandoned = 0
-        if self._tasks:
-            _, pending = await asyncio.wait(set(self._tasks), timeout=timeout)
-            abandoned = self._outstanding
-            for task in pending:
-                task.cancel()
-            if pending:
-                await asyncio.gather(*pending, return_exceptions=True)
+        if self._outstanding:
+            self._all_done = asyncio.Event()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._all_done.wait(), timeout)
+        abandoned = self._outstanding
+        for task in self._workers:
+            task.cancel()
+        await asyncio.gather(*self._workers, return_exceptions=True)
         await self.writer.flush()
         await self._commit()
         for task in self._background:
@@ -278,8 +288,6 @@ class Pipeline:
         return reason is not None
 
     async def _throttle(self) -> None:
-        if self.ingest_limit.unlimited:
-            return
         while not self.ingest_limit.try_acquire():
             wait = self.ingest_limit.wait_time_s()
             await self._wait_or_stop(min(wait, 0.25))
@@ -309,30 +317,40 @@ class Pipeline:
             dispatched=time.perf_counter(),
         )
         self._outstanding += 1
-        if record.key is None:
-            self._spawn(self._process(work))
-            return
-        key = (tp.partition, record.key)
+        # A keyless message is its own key: nothing to keep it in order with.
+        key = work if record.key is None else (tp.partition, record.key)
         queue = self._key_queues.get(key)
         if queue is not None:
-            queue.append(work)  # its drainer is running: it will get there in order
+            queue.append(work)  # a worker holds or will take this key: in order
             return
         self._key_queues[key] = deque((work,))
-        self._spawn(self._drain_key(key))
+        self._ready.append(key)
+        while self._parked:
+            worker = self._parked.popleft()
+            if not worker.done():
+                worker.set_result(None)
+                break
 
-    def _spawn(self, coro: Any) -> None:
-        task = asyncio.create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _drain_key(self, key: tuple[int, bytes]) -> None:
-        queue = self._key_queues[key]
-        try:
-            while queue:
-                await self._process(queue[0])
-                queue.popleft()
-        finally:
-            del self._key_queues[key]
+    async def _worker(self) -> None:
+        ready, parked = self._ready, self._parked
+        loop = asyncio.get_running_loop()
+        while True:
+            if not ready:
+                wake = loop.create_future()
+                parked.append(wake)
+                await wake
+                continue
+            key = ready.popleft()
+            queue = self._key_queues[key]
+            try:
+                while queue:
+                    try:
+                        await self._process(queue[0])
+                    except Exception:  # a bug: that offset stays uncommitted (redelivered)
+                        log.exception("processing failed; the message will be redelivered")
+                    queue.popleft()
+            finally:
+                del self._key_queues[key]
 
     async def _process(self, work: _Work) -> None:
         tp, record, received_at = work.tp, work.record, work.received_at
@@ -369,20 +387,21 @@ class Pipeline:
             upstream_time = 0.0
         else:
             parse_s = time.perf_counter() - t_parse
-            async with self._in_flight:
-                # Waiting behind the same key, then for a call slot; parsing is work, not a wait.
-                queued_s = time.perf_counter() - work.dispatched - parse_s
-                in_flight = self.metrics.in_flight_for(parsed.upstream)
-                in_flight.inc()
-                try:
-                    result = await self.guards[parsed.upstream].call(parsed, work.consumed_mono)
-                finally:
-                    in_flight.dec()
+            # Waiting behind the same key, then for a worker; parsing is work, not a wait.
+            queued_s = time.perf_counter() - work.dispatched - parse_s
+            in_flight = self.metrics.in_flight_for(parsed.upstream)
+            in_flight.inc()
+            try:
+                result = await self.guards[parsed.upstream].call(parsed, work.consumed_mono)
+            finally:
+                in_flight.dec()
             audit = self._call_record(parsed, result, position, received_at, work.dispatched)
             audit.queued_s = round(max(0.0, queued_s), 6)
             upstream_time = result.upstream_time_s
         self.processed += 1
         self._outstanding -= 1
+        if self._outstanding == 0 and self._all_done is not None:
+            self._all_done.set()
         self.events.publish(CallCompleted(audit, upstream_time))
         self.writer.complete(work.lane, audit)
 

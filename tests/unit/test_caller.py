@@ -161,6 +161,30 @@ async def test_response_larger_than_max_response_bytes_is_a_protocol_error(make_
         assert (await roomy.call(request())).outcome is Outcome.SUCCESS  # exactly fits
 
 
+async def test_a_cookie_set_by_one_answer_never_rides_along_with_another_call(make_guard):
+    seen: list[str | None] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        seen.append(request.headers.get("Cookie"))
+        resp = web.Response(text="ok")
+        resp.set_cookie("session", "belongs-to-the-first-message")
+        return resp
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        # A host name: aiohttp's default jar already ignores cookies from IP addresses.
+        guard, _ = await make_guard(f"http://localhost:{runner.addresses[0][1]}", **NO_RETRY)
+        for _ in range(2):
+            assert (await guard.call(request())).outcome is Outcome.SUCCESS
+    finally:
+        await runner.cleanup()
+    assert seen == [None, None]
+
+
 def _closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -62,6 +62,9 @@ class UpstreamClient:
             raise_for_status=False,
             # Redirects could leave the allow-listed host: never follow them.
             trust_env=False,
+            # Messages are independent: a cookie set by one answer must never ride along
+            # with another message's call (and no jar costs nothing per request).
+            cookie_jar=aiohttp.DummyCookieJar(),
         )
 
     async def close(self) -> None:
@@ -111,9 +114,10 @@ class UpstreamClient:
                 allow_redirects=False,
             ) as resp:
                 result.status = resp.status
-                result.retry_after_s = parse_retry_after(
-                    _header(resp.headers, "Retry-After"), time.time()
-                )
+                if resp.status >= 400:  # only a refusal's Retry-After matters to the retry
+                    result.retry_after_s = parse_retry_after(
+                        _header(resp.headers, "Retry-After"), time.time()
+                    )
                 # Read to the end (size-bounded, nothing kept): an answer is only complete,
                 # and its connection reusable, once the whole body is in.
                 limit = self.cfg.max_response_bytes

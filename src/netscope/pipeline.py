@@ -106,8 +106,8 @@ class Pipeline:
             name: UpstreamGuard(name, cfg, self.events, self.clock)
             for name, cfg in settings.upstreams.items()
         }
-        for name in self.guards:
-            self.metrics.init_upstream(name)
+        for name, guard in self.guards.items():
+            self.metrics.init_upstream(name, in_flight=guard.calls_in_progress)
         self.store = AuditStore.from_config(settings.audit)
         spool_cfg = settings.audit.spool
         self.spool, self.spool_report = Spool.open(
@@ -389,12 +389,7 @@ class Pipeline:
             parse_s = time.perf_counter() - t_parse
             # Waiting behind the same key, then for a worker; parsing is work, not a wait.
             queued_s = time.perf_counter() - work.dispatched - parse_s
-            in_flight = self.metrics.in_flight_for(parsed.upstream)
-            in_flight.inc()
-            try:
-                result = await self.guards[parsed.upstream].call(parsed, work.consumed_mono)
-            finally:
-                in_flight.dec()
+            result = await self.guards[parsed.upstream].call(parsed, work.consumed_mono)
             audit = self._call_record(parsed, result, position, received_at, work.dispatched)
             audit.queued_s = round(max(0.0, queued_s), 6)
             upstream_time = result.upstream_time_s

@@ -185,6 +185,25 @@ async def test_a_cookie_set_by_one_answer_never_rides_along_with_another_call(ma
     assert seen == [None, None]
 
 
+async def test_calls_in_progress_feed_the_in_flight_gauge_at_scrape_time(sim, make_guard):
+    from netscope.observability.metrics import Metrics
+
+    sim.config.latency_ms = 300
+    guard, _ = await make_guard(sim.url, **NO_RETRY)
+    metrics = Metrics()
+    metrics.init_upstream(NAME, in_flight=guard.calls_in_progress)
+
+    def gauge() -> float | None:
+        return metrics.registry.get_sample_value("netscope_in_flight", {"upstream": NAME})
+
+    assert gauge() == 0
+    calls = [asyncio.create_task(guard.call(request())) for _ in range(2)]
+    await _until(lambda: sim.stats.in_flight == 2)
+    assert gauge() == 2
+    await asyncio.gather(*calls)
+    assert gauge() == 0
+
+
 def _closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

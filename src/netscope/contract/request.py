@@ -109,6 +109,9 @@ class RequestMessage(BaseModel):
             raise ValueError("must start with a single '/': a path, never a URL or a host")
         if _PATH_BAD.search(value):
             raise ValueError("must not contain spaces, control characters, '\\' or '#'")
+        path = value.partition("?")[0]
+        if ".." not in path and "%" not in path:
+            return value  # the common case: nothing that could decode to a '..' segment
         parts = urlsplit(value)
         if parts.scheme or parts.netloc:
             raise ValueError("must not carry a scheme or a host")

@@ -226,7 +226,6 @@ class Metrics:
             "netscope_start_time_seconds", "Unix time the process started.", registry=r
         )
         self.started.set(time.time())
-        self._in_flight_children: dict[str, Any] = {}
         self._per_call: dict[tuple[str, Outcome], tuple[Any, Any]] = {}
 
     def sample_spool(self, stats: Any, refusing: bool) -> None:
@@ -238,20 +237,23 @@ class Metrics:
         self.spool_full.set(1 if (stats.full or refusing) else 0)
         self.spool_quarantined.set(stats.quarantined_segments)
 
-    def in_flight_for(self, upstream: str) -> Any:
-        child = self._in_flight_children.get(upstream)
-        if child is None:
-            child = self._in_flight_children[upstream] = self.in_flight.labels(upstream)
-        return child
+    def init_upstream(
+        self, name: str, state: str = "closed", in_flight: Callable[[], float] | None = None
+    ) -> None:
+        """Export every series of an upstream at zero, so rate() and alerts work from start.
 
-    def init_upstream(self, name: str, state: str = "closed") -> None:
-        """Export every series of an upstream at zero, so rate() and alerts work from start."""
+        ``in_flight`` is read at scrape time: a plain counter on the hot path instead of a
+        locked gauge update twice per call.
+        """
         for outcome in Outcome:
             self.requests.labels(name, outcome.value)
         for kind in _TIMEOUT_KIND.values():
             self.timeouts.labels(name, kind)
         self.retries.labels(name)
-        self.in_flight.labels(name).set(0)
+        if in_flight is not None:
+            self.in_flight.labels(name).set_function(in_flight)
+        else:
+            self.in_flight.labels(name).set(0)
         self.set_circuit_state(name, state)
 
     def set_circuit_state(self, upstream: str, state: str) -> None:

@@ -82,6 +82,11 @@ class UpstreamGuard:
         self._bulkhead_waiters: deque[asyncio.Future[None]] = deque()
         self._events = events
         self._rand = random.random
+        self._in_progress = 0
+
+    def calls_in_progress(self) -> int:
+        """Calls between entry and terminal outcome, retries and waits included."""
+        return self._in_progress
 
     def _on_transition(self, t: Transition) -> None:
         self._events.publish(
@@ -153,6 +158,7 @@ class UpstreamGuard:
         ``consumed_at`` (this guard's monotonic clock) starts the deadline when the message was
         consumed, so time spent queued behind the same key counts against it (invariant I1).
         """
+        self._in_progress += 1
         try:
             return await self._call(req, consumed_at)
         except asyncio.CancelledError:
@@ -163,6 +169,8 @@ class UpstreamGuard:
                 error_class="internal_error",
                 detail=f"{type(exc).__name__}: {exc}"[:300],
             )
+        finally:
+            self._in_progress -= 1
 
     async def _call(self, req: CallRequest, consumed_at: float | None) -> CallResult:
         cfg = self.cfg

@@ -11,16 +11,16 @@ netscope admin ...            throttle ingest, force breakers (needs the admin t
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
 from netscope.config import ConfigError, Settings, load_settings
 from netscope.devservices.cli import app as dev_app
+from netscope.runtime import run_loop
 from netscope.tools.loadgen import loadgen_command
 from netscope.tools.upstream_sim import upstream_sim_command
 
@@ -42,16 +42,6 @@ ConfigOpt = Annotated[
     Path | None,
     typer.Option("--config", "-c", help="TOML file; NETSCOPE_* env vars override it."),
 ]
-
-
-def run_loop(coro: Any) -> Any:
-    """Run on uvloop when it is installed: the same asyncio API, a faster I/O core (the
-    pipeline is bound by per-message socket work on one core)."""
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.run(coro)
-    return uvloop.run(coro)
 
 
 def _load(config: Path | None) -> Settings:
@@ -114,7 +104,7 @@ def demo(
 
     setup_logging("warning", "console")
     raise typer.Exit(
-        asyncio.run(run_demo(port=port, rate_per_s=rate, duration_s=duration_s, data_dir=data_dir))
+        run_loop(run_demo(port=port, rate_per_s=rate, duration_s=duration_s, data_dir=data_dir))
     )
 
 

@@ -32,6 +32,8 @@ import orjson
 import typer
 from aiohttp import web
 
+from netscope.runtime import run_loop
+
 LATENCY_DISTRIBUTIONS = ("fixed", "uniform", "lognormal")
 CONTROL_PREFIX = "/_sim/"
 
@@ -433,4 +435,4 @@ def upstream_sim_command(
         config.validate()
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
-    asyncio.run(_serve_until_signalled(UpstreamSim(config, host=host, port=port)))
+    run_loop(_serve_until_signalled(UpstreamSim(config, host=host, port=port)))

@@ -1,18 +1,29 @@
 """End-to-end benchmark: NetScope (every guarantee on) next to a minimal baseline.
 
-    .venv/bin/python bench/pipeline_bench.py [--messages 20000] [--workers 1,2]
+    .venv/bin/python bench/pipeline_bench.py [--messages 20000] [--workers 1,2] [--rounds 3]
 
-Both consume the same backlog from a real tansu broker and call the same upstream simulator
-(5 ms latency, its own process). The baseline is "consume -> call -> commit" and nothing else:
-no validation, no breaker, no audit. NetScope runs as `netscope run` processes writing its
-audit to a real Ceph RGW. Prints one table:
+Both consume the same backlog (4096 distinct keys by default, so per-key order does not cap
+concurrency) from a real tansu broker and call the same upstream simulator (5 ms latency, its
+own process). The baseline is "consume -> call -> commit" and nothing else: no validation, no
+breaker, no audit. NetScope runs as `netscope run` processes writing its audit to a real Ceph
+RGW; they start paused (`pipeline.start_paused`) and are released together once the group has
+settled, and nothing polls them during the run. Every run must end with one successful audit
+record per message (a rejected or short-circuited message is cheap and would flatter it).
 
-- throughput: messages / s from first fetch to all offsets committed;
-- overhead p50/p99: NetScope's own time per message (latency minus time inside upstream
-  attempts), computed exactly from the audit records;
+Rounds (baseline, then each NetScope size) are interleaved because this machine's speed drifts
+between runs; the table gives medians, with ratios taken within each round:
+
+- throughput: messages / s from release (first fetch for the baseline) to all offsets
+  committed;
+- overhead p50/p99: NetScope's own time per message (latency minus queueing and time inside
+  upstream attempts), computed exactly from the audit records;
 - consume -> audit-durable p99: from the netscope_audit_durable_latency_seconds histogram
   (bucket-interpolated, as Prometheus' histogram_quantile does);
-- peak RSS of each NetScope process (VmHWM).
+- peak RSS of each NetScope process (VmHWM), the largest seen.
+
+Per phase it also prints each process's share of a core (NetScope, simulator, broker, RGW),
+which says whether the machine or NetScope was the limit. ``--profile PATH`` records py-spy
+collapsed stacks of the NetScope processes.
 """
 
 from __future__ import annotations
@@ -22,6 +33,7 @@ import asyncio
 import os
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -77,9 +89,9 @@ def _histogram_quantile(text: str, name: str, q: float) -> float:
     return prev_le
 
 
-async def baseline(bootstrap: str, topic: str, url: str, n: int) -> float:
+async def baseline(bootstrap: str, topic: str, url: str, n: int, group: str) -> float:
     """Consume -> call -> commit, with the same concurrency bound and nothing else."""
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id="baseline",
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=group,
                                 enable_auto_commit=False, auto_offset_reset="earliest",
                                 session_timeout_ms=6000, max_poll_records=500)
     await consumer.start()
@@ -287,6 +299,10 @@ def _check_outcomes(label: str, records: list[dict], expected: int) -> None:
     rejected or short-circuited message is cheap and would flatter the run."""
     outcomes = Counter(r["outcome"] for r in records)
     print(f"  {label}: {len(records)} audit records, outcomes {dict(outcomes)}", flush=True)
+    failed = Counter(a["error_class"] or a["status"] for r in records for a in r["attempts"]
+                     if a["error_class"] or (a["status"] or 0) >= 400)
+    if failed:
+        print(f"  {label}: failed attempts by error class / status: {dict(failed)}", flush=True)
     if len(records) != expected or outcomes["success"] != expected:
         raise SystemExit(f"{label}: expected {expected} successes, got {dict(outcomes)}")
 
@@ -356,6 +372,8 @@ async def main() -> None:
     parser.add_argument("--nominal-rate", type=float, default=200.0)
     parser.add_argument("--nominal-seconds", type=float, default=20.0)
     parser.add_argument("--skip-nominal", action="store_true")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="baseline and NetScope runs, interleaved; medians are printed")
     parser.add_argument("--keys", type=int, default=4096,
                         help="distinct Kafka keys (order is kept per key: few keys = little "
                              "concurrency, and uneven partitions for a second worker)")
@@ -369,7 +387,7 @@ async def main() -> None:
     sim = subprocess.Popen([sys.executable, "-m", "netscope", "upstream-sim", "--port",
                             str(sim_port), "--latency-ms", "5"], stdout=subprocess.DEVNULL)
     sim_url = f"http://127.0.0.1:{sim_port}"
-    rows: list[tuple[str, float, float | None, float | None, float | None, float | None]] = []
+    runs: dict[str, list[dict[str, float]]] = {}
     try:
         broker.up()
         rgw.up()
@@ -381,27 +399,30 @@ async def main() -> None:
         print(f"  backlog per partition: {ends}", flush=True)
         services = {"sim": sim.pid, "broker": broker.pid() or 0,
                     **{f"rgw-{role}": pid for role, pid in rgw.pids().items()}}
-        meter = CpuMeter({"bench(baseline)": os.getpid(), **services})
-        base = await baseline(broker.bootstrap, topic, sim_url, n)
-        meter.report("baseline")
-        rows.append(("saturation: baseline consume->call->commit", base, None, None, None, None))
-        for workers in (int(w) for w in args.workers.split(",")):
-            group = f"netscope-{workers}w"
-            res = await netscope_run(workers, bootstrap=broker.bootstrap, topic=topic, rgw=rgw,
-                                     sim_url=sim_url, work=work, ends=ends, group=group,
-                                     services=services, profile=args.profile)
-            records = await read_audit(_audit_cfg(rgw, group))
-            _check_outcomes(f"netscope x{workers}", records, n)
-            over = _overheads_ms(records)
-            rows.append((f"saturation: netscope x{workers}", res["throughput"],
-                         _quantile(over, 0.5), _quantile(over, 0.99),
-                         res["durable_p99_s"], res["rss_mb"]))
+        # The machine's speed drifts by tens of % between runs: interleave rounds and report
+        # medians, ratios taken within each round.
+        for rnd in range(args.rounds):
+            print(f"round {rnd + 1}/{args.rounds}", flush=True)
+            meter = CpuMeter({"bench(baseline)": os.getpid(), **services})
+            base = await baseline(broker.bootstrap, topic, sim_url, n, f"baseline-{rnd}")
+            meter.report("baseline")
+            runs.setdefault("saturation: baseline consume->call->commit", []).append(
+                {"throughput": base, "ratio": 1.0})
+            for workers in (int(w) for w in args.workers.split(",")):
+                group = f"netscope-{workers}w-{rnd}"
+                res = await netscope_run(workers, bootstrap=broker.bootstrap, topic=topic,
+                                         rgw=rgw, sim_url=sim_url, work=work, ends=ends,
+                                         group=group, services=services, profile=args.profile)
+                records = await read_audit(_audit_cfg(rgw, group))
+                _check_outcomes(f"netscope x{workers}", records, n)
+                over = _overheads_ms(records)
+                runs.setdefault(f"saturation: netscope x{workers}", []).append(
+                    {**res, "ratio": res["throughput"] / base,
+                     "ovh_p50_ms": _quantile(over, 0.5), "ovh_p99_ms": _quantile(over, 0.99)})
         if not args.skip_nominal:
             nom = await nominal(args.nominal_rate, args.nominal_seconds, broker=broker,
                                 rgw=rgw, sim_url=sim_url, work=work)
-            rows.append((f"nominal {args.nominal_rate:g} msg/s: netscope x1", nom["throughput"],
-                         nom["ovh_p50_ms"], nom["ovh_p99_ms"], nom["durable_p99_s"],
-                         nom["rss_mb"]))
+            runs[f"nominal {args.nominal_rate:g} msg/s: netscope x1"] = [nom]
     finally:
         sim.send_signal(signal.SIGINT)
         sim.wait(10)
@@ -411,17 +432,23 @@ async def main() -> None:
 
     print(f"\nNetScope pipeline benchmark: {args.messages} messages backlog ({args.keys} keys), "
           f"4 partitions, upstream 5 ms, {os.cpu_count()} cores, concurrency {CONCURRENCY}, "
-          "audit on Ceph RGW")
-    print(f"{'run':44} {'msg/s':>8} {'vs base':>8} {'ovh p50 ms':>11} {'ovh p99 ms':>11} "
+          f"audit on Ceph RGW; median of {args.rounds} round(s), [min-max] of the ratio")
+    print(f"{'run':44} {'msg/s':>8} {'vs base':>18} {'ovh p50 ms':>11} {'ovh p99 ms':>11} "
           f"{'durable p99 s':>14} {'peak RSS MB':>12}")
 
-    def fmt(v: float | None, f: str) -> str:
-        return format(v, f) if v is not None else "-"
+    def med(rs: list[dict[str, float]], key: str, f: str) -> str:
+        values = [r[key] for r in rs if key in r]
+        agg = max if key == "rss_mb" else statistics.median  # a peak is a peak
+        return format(agg(values), f) if values else "-"
 
-    for name, tput, p50, p99, dur, rss in rows:
-        ratio = f"{tput / rows[0][1]:8.2f}" if name.startswith("saturation") else f"{'-':>8}"
-        print(f"{name:44} {tput:8.0f} {ratio} {fmt(p50, '11.2f')} "
-              f"{fmt(p99, '11.2f')} {fmt(dur, '14.3f')} {fmt(rss, '12.0f')}")
+    for name, rs in runs.items():
+        ratio = "-"
+        if "ratio" in rs[0]:
+            ratios = [r["ratio"] for r in rs]
+            ratio = f"{statistics.median(ratios):.2f} [{min(ratios):.2f}-{max(ratios):.2f}]"
+        print(f"{name:44} {med(rs, 'throughput', '8.0f')} {ratio:>18} "
+              f"{med(rs, 'ovh_p50_ms', '11.2f')} {med(rs, 'ovh_p99_ms', '11.2f')} "
+              f"{med(rs, 'durable_p99_s', '14.3f')} {med(rs, 'rss_mb', '12.0f')}")
 
 
 if __name__ == "__main__":

@@ -236,7 +236,10 @@ class UpstreamSim:
             self.make_app(), handler_cancellation=True, access_log=None, shutdown_timeout=1.0
         )
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
+        # A gateway starting on a backlog opens its whole pool at once (two workers: 200
+        # connections): the default listen backlog of 128 drops SYNs, and a SYN retried after
+        # the kernel's 1 s shows up as a connect timeout that no real upstream would cause.
+        site = web.TCPSite(self._runner, self.host, self.port, backlog=1024)
         await site.start()
         port = self._runner.addresses[0][1]
         self.port = port

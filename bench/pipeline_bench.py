@@ -55,7 +55,8 @@ from netscope.devservices.base import free_port
 from netscope.devservices.ceph import CephRgw, RgwConfig
 from netscope.devservices.kafka import BrokerConfig, TansuBroker
 
-CONCURRENCY = 256
+CONCURRENCY = 256  # messages in progress, both sides
+CONNECTIONS = 100  # concurrent calls: the baseline's pool, NetScope's bulkhead and pool
 ADMIN_TOKEN = "bench-admin-token"
 
 
@@ -97,7 +98,7 @@ async def baseline(bootstrap: str, topic: str, url: str, n: int, group: str) -> 
     await consumer.start()
     sem = asyncio.Semaphore(CONCURRENCY)
     done = ok = 0
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=100)) as http:
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=CONNECTIONS)) as http:
 
         async def call(value: bytes) -> None:
             nonlocal done, ok
@@ -213,7 +214,7 @@ free_disk_floor_bytes = 0
 [upstreams.payments]
 base_url = "{sim_url}"
 [upstreams.payments.bulkhead]
-max_concurrent = {CONCURRENCY}
+max_concurrent = {CONNECTIONS}
 """)
 
 

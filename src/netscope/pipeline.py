@@ -391,7 +391,7 @@ class Pipeline:
             queued_s = time.perf_counter() - work.dispatched - parse_s
             result = await self.guards[parsed.upstream].call(parsed, work.consumed_mono)
             audit = self._call_record(parsed, result, position, received_at, work.dispatched)
-            audit.queued_s = round(max(0.0, queued_s), 6)
+            audit.queued_s = round(max(0.0, queued_s) + result.queued_s, 6)
             upstream_time = result.upstream_time_s
         self.processed += 1
         self._outstanding -= 1

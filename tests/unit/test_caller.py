@@ -422,6 +422,9 @@ async def test_bulkhead_wait_serialises_calls(sim, make_guard):
     )
     results = await asyncio.gather(*(guard.call(request()) for _ in range(3)))
     assert [r.outcome for r in results] == [Outcome.SUCCESS] * 3
+    # Time waiting for the slot is queueing, reported apart from NetScope's own overhead.
+    waits = sorted(r.queued_s for r in results)
+    assert waits[0] < 0.05 and waits[1] >= 0.25 and waits[2] >= 0.5, waits
     arrivals = sorted(sim.stats.arrivals())
     # one at a time: each arrival waits for the previous 300 ms answer
     gaps = [b - a for a, b in itertools.pairwise(arrivals)]
@@ -437,7 +440,7 @@ async def test_bulkhead_waiters_are_served_first_come_first_served(make_guard):
     order: list[int] = []
 
     async def waiter(i: int) -> None:
-        assert await guard._admit_bulkhead(far)
+        assert await guard._admit_bulkhead(far, CallResult(Outcome.SUCCESS))
         order.append(i)
         guard._release_bulkhead()
 
@@ -457,9 +460,9 @@ async def test_bulkhead_slot_handed_to_a_cancelled_waiter_is_passed_on(make_guar
                                 on_saturation="wait", max_saturation_wait_s=10)
     far = guard.clock.monotonic() + 60
     assert guard.bulkhead.try_acquire()
-    first = asyncio.create_task(guard._admit_bulkhead(far))
+    first = asyncio.create_task(guard._admit_bulkhead(far, CallResult(Outcome.SUCCESS)))
     await _until(lambda: len(guard._bulkhead_waiters) == 1)
-    second = asyncio.create_task(guard._admit_bulkhead(far))
+    second = asyncio.create_task(guard._admit_bulkhead(far, CallResult(Outcome.SUCCESS)))
     await _until(lambda: len(guard._bulkhead_waiters) == 2)
     guard._release_bulkhead()  # hands the slot to `first` ...
     first.cancel()  # ... which is cancelled (shutdown) before it runs again
@@ -474,7 +477,9 @@ async def test_bulkhead_wait_timeout_leaves_no_waiter_behind(make_guard):
     guard, _ = await make_guard("http://127.0.0.1:9", bulkhead={"max_concurrent": 1},
                                 on_saturation="wait", max_saturation_wait_s=0.05)
     assert guard.bulkhead.try_acquire()
-    assert not await guard._admit_bulkhead(guard.clock.monotonic() + 60)
+    result = CallResult(Outcome.SUCCESS)
+    assert not await guard._admit_bulkhead(guard.clock.monotonic() + 60, result)
+    assert result.queued_s >= 0.04, "the wait that gave up is queueing too"
     assert not guard._bulkhead_waiters
     guard._release_bulkhead()
     assert guard.bulkhead.in_use == 0

@@ -55,6 +55,7 @@ class CallResult:
     error_class: str | None = None
     detail: str | None = None
     upstream_time_s: float = 0.0  # inside attempts and retry waits: not NetScope's overhead
+    queued_s: float = 0.0  # waiting for a rate-limit token or a bulkhead slot: not overhead
 
 
 class UpstreamGuard:
@@ -98,7 +99,7 @@ class UpstreamGuard:
             )
         )
 
-    async def _admit_rate(self, deadline: float) -> bool:
+    async def _admit_rate(self, deadline: float, result: CallResult) -> bool:
         if self.limiter.try_acquire():
             return True
         if self.cfg.on_saturation == "reject":
@@ -107,10 +108,12 @@ class UpstreamGuard:
         wait = self.limiter.wait_time_s()
         if wait > limit:
             return False
+        t0 = time.perf_counter()
         await asyncio.sleep(wait)
+        result.queued_s += time.perf_counter() - t0
         return self.limiter.try_acquire()
 
-    async def _admit_bulkhead(self, deadline: float) -> bool:
+    async def _admit_bulkhead(self, deadline: float, result: CallResult) -> bool:
         # Newcomers queue behind waiters: first come, first served.
         if not self._bulkhead_waiters and self.bulkhead.try_acquire():
             return True
@@ -123,6 +126,7 @@ class UpstreamGuard:
         # thundering herd.
         slot = asyncio.get_running_loop().create_future()
         self._bulkhead_waiters.append(slot)
+        t0 = time.perf_counter()
         try:
             async with asyncio.timeout(limit):
                 await slot
@@ -132,6 +136,8 @@ class UpstreamGuard:
         except asyncio.CancelledError:
             self._abandon_wait(slot)
             raise
+        finally:
+            result.queued_s += time.perf_counter() - t0
         return True
 
     def _abandon_wait(self, slot: asyncio.Future[None]) -> None:
@@ -190,7 +196,7 @@ class UpstreamGuard:
                 result.outcome = Outcome.DEADLINE_EXCEEDED
                 result.error_class = "deadline_exceeded"
                 break
-            if not await self._admit_rate(deadline):
+            if not await self._admit_rate(deadline, result):
                 result.outcome, result.error_class = Outcome.REJECTED_RATE_LIMITED, "rate_limited"
                 break
             permit = self.breaker.try_acquire() if self.breaker_enabled else None
@@ -198,7 +204,7 @@ class UpstreamGuard:
                 result.outcome = Outcome.REJECTED_CIRCUIT_OPEN
                 result.error_class = "circuit_open"
                 break
-            if not await self._admit_bulkhead(deadline):
+            if not await self._admit_bulkhead(deadline, result):
                 if permit is not None:
                     self.breaker.record_ignored(permit)
                 result.outcome, result.error_class = Outcome.REJECTED_RATE_LIMITED, "bulkhead_full"

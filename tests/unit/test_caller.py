@@ -116,8 +116,21 @@ async def test_deadline_caps_the_config_deadline_too(sim, make_guard):
 
 
 @contextlib.asynccontextmanager
-async def _chunked_upstream(chunk: bytes, count: int, pause_s: float) -> AsyncIterator[str]:
-    """An upstream answering 200 with ``count`` chunks, ``pause_s`` apart."""
+async def _serve(handler: Callable[[web.Request], Any]) -> AsyncIterator[int]:
+    """A one-route upstream on a free loopback port; yields the port."""
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        yield runner.addresses[0][1]
+    finally:
+        await runner.cleanup()
+
+
+def _chunked(chunk: bytes, count: int, pause_s: float) -> Callable[[web.Request], Any]:
+    """A handler answering 200 with ``count`` chunks, ``pause_s`` apart."""
 
     async def handler(request: web.Request) -> web.StreamResponse:
         resp = web.StreamResponse()
@@ -127,20 +140,13 @@ async def _chunked_upstream(chunk: bytes, count: int, pause_s: float) -> AsyncIt
             await asyncio.sleep(pause_s)
         return resp
 
-    app = web.Application()
-    app.router.add_get("/{tail:.*}", handler)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    try:
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
-    finally:
-        await runner.cleanup()
+    return handler
 
 
 async def test_deadline_cuts_a_body_that_trickles_within_the_read_timeout(make_guard):
     """Each chunk arrives well within read_timeout_s, so only the deadline can end the call."""
-    async with _chunked_upstream(b".", count=100, pause_s=0.05) as url:
+    async with _serve(_chunked(b".", count=100, pause_s=0.05)) as port:
+        url = f"http://127.0.0.1:{port}"
         guard, _ = await make_guard(url, read_timeout_s=1.0, deadline_s=1.0, **NO_RETRY)
         t0 = time.perf_counter()
         res = await guard.call(request(timeout_ms=400))
@@ -152,7 +158,8 @@ async def test_deadline_cuts_a_body_that_trickles_within_the_read_timeout(make_g
 
 async def test_response_larger_than_max_response_bytes_is_a_protocol_error(make_guard):
     # Ten chunks of 20 kB: no single read sees the whole body.
-    async with _chunked_upstream(b"x" * 20_000, count=10, pause_s=0.01) as url:
+    async with _serve(_chunked(b"x" * 20_000, count=10, pause_s=0.01)) as port:
+        url = f"http://127.0.0.1:{port}"
         guard, _ = await make_guard(url, max_response_bytes=100_000, **NO_RETRY)
         res = await guard.call(request())
         assert res.outcome is Outcome.PROTOCOL_ERROR
@@ -170,18 +177,11 @@ async def test_a_cookie_set_by_one_answer_never_rides_along_with_another_call(ma
         resp.set_cookie("session", "belongs-to-the-first-message")
         return resp
 
-    app = web.Application()
-    app.router.add_get("/{tail:.*}", handler)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    try:
+    async with _serve(handler) as port:
         # A host name: aiohttp's default jar already ignores cookies from IP addresses.
-        guard, _ = await make_guard(f"http://localhost:{runner.addresses[0][1]}", **NO_RETRY)
+        guard, _ = await make_guard(f"http://localhost:{port}", **NO_RETRY)
         for _ in range(2):
             assert (await guard.call(request())).outcome is Outcome.SUCCESS
-    finally:
-        await runner.cleanup()
     assert seen == [None, None]
 
 

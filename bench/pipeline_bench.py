@@ -57,6 +57,7 @@ from netscope.devservices.kafka import BrokerConfig, TansuBroker
 
 CONCURRENCY = 256  # messages in progress, both sides
 CONNECTIONS = 100  # concurrent calls: the baseline's pool, NetScope's bulkhead and pool
+QUEUE_DEPTH = int(os.environ.get("BENCH_QUEUE_DEPTH", 2000))  # NetScope's default
 ADMIN_TOKEN = "bench-admin-token"
 
 
@@ -171,13 +172,24 @@ class CommitWatcher:
     async def __aexit__(self, *exc: object) -> None:
         await self._consumer.stop()
 
-    async def wait_for(self, ends: dict[int, int]) -> None:
+    async def wait_for(self, ends: dict[int, int], pids: list[int]) -> list[int]:
+        """Returns the NetScope processes' total resident MB, sampled every second."""
         tps = [TopicPartition(self._topic, p) for p in sorted(ends)]
+        rss_mb: list[int] = []
+        next_sample = 0.0
         while True:
+            if time.perf_counter() >= next_sample:
+                rss_mb.append(sum(_status_kb(pid, "VmRSS") for pid in pids) // 1024)
+                next_sample = time.perf_counter() + 1.0
             done = {tp.partition: await self._consumer.committed(tp) for tp in tps}
             if done == ends:
-                return
+                return rss_mb
             await asyncio.sleep(0.05)
+
+
+def _status_kb(pid: int, field: str) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith(field)))
 
 
 def _config(path: Path, *, bootstrap: str, topic: str, rgw: CephRgw, sim_url: str,
@@ -192,7 +204,7 @@ group_id = "{group}"
 session_timeout_s = 6
 [pipeline]
 max_in_flight = {CONCURRENCY}
-queue_depth = 4000
+queue_depth = {QUEUE_DEPTH}
 start_paused = {"true" if paused else "false"}
 [api]
 port = {port}
@@ -265,9 +277,10 @@ async def netscope_run(
                                  json={"rate_per_s": None}) as resp:
                 resp.raise_for_status()
         async with CommitWatcher(bootstrap, group, topic) as watcher:
-            await watcher.wait_for(ends)
+            rss_series = await watcher.wait_for(ends, [p.pid for p in procs])
         elapsed = time.perf_counter() - start
         meter.report(f"netscope x{workers}")
+        print(f"  netscope x{workers}: resident MB, each second: {rss_series}", flush=True)
         durable_p99 = []
         for port in ports:
             async with http.get(f"http://127.0.0.1:{port}/metrics") as resp:
@@ -277,9 +290,7 @@ async def netscope_run(
             )
     rss = []
     for proc in procs:
-        status = Path(f"/proc/{proc.pid}/status").read_text()
-        rss.append(int(next(line.split()[1] for line in status.splitlines()
-                            if line.startswith("VmHWM"))) / 1024)
+        rss.append(_status_kb(proc.pid, "VmHWM") / 1024)
         proc.send_signal(signal.SIGTERM)
     for proc in procs:
         proc.wait(60)
@@ -351,8 +362,7 @@ async def nominal(rate: float, seconds: float, *, broker: TansuBroker, rgw: Ceph
                 await asyncio.sleep(0.1)
             async with http.get(f"http://127.0.0.1:{port}/metrics") as resp:
                 text = await resp.text()
-        status = Path(f"/proc/{proc.pid}/status").read_text()
-        rss = int(next(x.split()[1] for x in status.splitlines() if x.startswith("VmHWM"))) / 1024
+        rss = _status_kb(proc.pid, "VmHWM") / 1024
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(60)

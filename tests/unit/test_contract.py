@@ -567,3 +567,26 @@ def test_invalid_message_keeps_the_kafka_header_trace() -> None:
     assert isinstance(result, InvalidMessage)
     assert result.trace is not None
     assert result.trace.trace_id == "4bf92f3577b34da6a3ce929d0e0e4736"
+
+
+def test_an_audit_line_costs_its_length_not_a_json_encoder_buffer() -> None:
+    """Thousands of lines wait in memory for their batch: each must hold only its own bytes."""
+    import time
+    import tracemalloc
+
+    from netscope.contract.records import AuditRecord, KafkaPosition, Outcome
+
+    record = AuditRecord(
+        request_id="r-1", idempotency_key="r-1", trace_id="0" * 32, span_id="0" * 16,
+        upstream="payments", method="GET", path="/v1/items",
+        kafka=KafkaPosition(topic="t", partition=0, offset=1, timestamp_ms=0, key="k"),
+        outcome=Outcome.SUCCESS, received_at=time.time(), completed_at=time.time(),
+        latency_s=0.01,
+    )
+    tracemalloc.start()
+    try:
+        lines = [record.to_json() for _ in range(200)]
+        traced, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert traced < 200 * (len(lines[0]) + 200), traced / 200

@@ -89,7 +89,10 @@ class AuditRecord:
         return self.kafka.timestamp_ms
 
     def to_json(self) -> bytes:
-        return orjson.dumps(self)
+        # orjson hands back its whole working buffer (8 KiB for a ~600-byte line) and audit
+        # lines wait in memory until their batch is durable: keep an exact-size copy
+        # (measured: peak RSS at saturation fell by tens of MB).
+        return memoryview(orjson.dumps(self)).tobytes()
 
 
 def record_from_json(line: bytes | str) -> dict[str, Any]:

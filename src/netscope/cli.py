@@ -73,6 +73,7 @@ def check_config(config: Annotated[Path, typer.Argument(help="TOML file to valid
 def run(config: ConfigOpt = None) -> None:
     """Run NetScope: consume, call, audit, commit. SIGTERM drains; a second signal forces."""
     settings = _load(config)
+    from netscope.audit.spool import SpoolInUse
     from netscope.observability.logging import setup_logging
     from netscope.service import Service
 
@@ -82,7 +83,12 @@ def run(config: ConfigOpt = None) -> None:
         raise typer.Exit(EXIT_CONFIG)
 
     async def main() -> int:
-        return await Service(settings).run_until_signal()
+        try:
+            service = Service(settings)
+        except SpoolInUse as exc:
+            typer.echo(f"netscope: audit.spool.path: {exc}", err=True)
+            return EXIT_CONFIG
+        return await service.run_until_signal()
 
     raise typer.Exit(run_loop(main()))
 

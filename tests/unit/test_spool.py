@@ -3,7 +3,10 @@ comes back, and no byte of bad input makes open() raise or drop silently."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import tracemalloc
 from pathlib import Path
@@ -23,6 +26,7 @@ from netscope.audit.spool import (
     FRAME_OVERHEAD_BYTES,
     Spool,
     SpoolFull,
+    SpoolInUse,
     encode_frame,
 )
 
@@ -435,3 +439,47 @@ SpoolMachine.TestCase.settings = settings(
     suppress_health_check=[HealthCheck.too_slow],
 )
 test_spool_model = SpoolMachine.TestCase
+
+
+def test_a_second_process_cannot_open_a_spool_in_use(tmp_path: Path) -> None:
+    """Two writers on one directory would corrupt each other's segments and acks."""
+    spool, _ = open_spool(tmp_path)
+    try:
+        with pytest.raises(SpoolInUse) as err:
+            open_spool(tmp_path)
+        assert f"pid {os.getpid()}" in str(err.value)
+        assert "audit.spool.path" in str(err.value)
+    finally:
+        spool.close()
+    again, _ = open_spool(tmp_path)  # closing released it
+    again.close()
+
+
+def test_netscope_run_refuses_a_spool_held_by_another_process(tmp_path: Path) -> None:
+    spool_dir = tmp_path / "spool"
+    cfg = tmp_path / "netscope.toml"
+    cfg.write_text(f"""
+[kafka]
+bootstrap_servers = "127.0.0.1:9"
+[audit]
+backend = "local"
+[audit.local]
+path = "{tmp_path / 'audit'}"
+[audit.spool]
+path = "{spool_dir}"
+free_disk_floor_bytes = 0
+[api]
+port = 0
+[upstreams.payments]
+base_url = "http://127.0.0.1:9"
+""")
+    holder, _ = open_spool(spool_dir)
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "netscope", "run", "-c", str(cfg)],
+            capture_output=True, text=True, timeout=120,
+        )
+    finally:
+        holder.close()
+    assert proc.returncode == 2, proc.stderr
+    assert "audit.spool.path" in proc.stderr and f"pid {os.getpid()}" in proc.stderr

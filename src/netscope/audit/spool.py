@@ -18,6 +18,7 @@ On-disk format, recovery rules and limits are written down in docs/spool.md.
 from __future__ import annotations
 
 import errno
+import fcntl
 import json
 import mmap
 import os
@@ -39,6 +40,7 @@ __all__ = [
     "Spool",
     "SpoolEntry",
     "SpoolFull",
+    "SpoolInUse",
     "SpoolRef",
     "SpoolStats",
     "TornTail",
@@ -312,6 +314,36 @@ def _read_acks(path: Path, seq: int, report: RecoveryReport) -> set[int]:
 
 # --- the spool ----------------------------------------------------------------------------
 
+LOCK_NAME = "LOCK"
+
+
+class SpoolInUse(RuntimeError):
+    """Another process holds this spool directory: two writers would corrupt each other."""
+
+    def __init__(self, directory: Path, holder: str) -> None:
+        self.directory = directory
+        self.holder = holder
+        super().__init__(
+            f"{directory} is in use by another NetScope process ({holder}); "
+            "give each process its own audit.spool.path"
+        )
+
+
+def _lock_directory(directory: Path) -> int:
+    """An exclusive flock on ``directory/LOCK``, holding our pid. The kernel drops it when the
+    process dies, however it dies, so a crash never leaves a stale lock behind."""
+    fd = os.open(directory / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip()
+        os.close(fd)
+        raise SpoolInUse(directory, f"pid {holder}" if holder else "pid unknown") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
 
 class Spool:
     """Append-only segment spool. Thread-safe: one lock guards state and writes; reads of
@@ -340,6 +372,7 @@ class Spool:
         self._next_seq = 1
         self._quarantined_segments = 0
         self._refused_bytes: int | None = None
+        self._lock_fd: int | None = None
         self.runtime_quarantines: list[QuarantinedSegment] = []
 
     # -- opening and recovery --
@@ -356,6 +389,7 @@ class Spool:
     ) -> tuple[Spool, RecoveryReport]:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
+        lock_fd = _lock_directory(directory)  # before recovery touches a single file
         (directory / QUARANTINE_DIRNAME).mkdir(exist_ok=True)
         spool = cls(
             directory,
@@ -364,6 +398,7 @@ class Spool:
             free_disk_floor_bytes=free_disk_floor_bytes,
             clock=clock,
         )
+        spool._lock_fd = lock_fd
         report = RecoveryReport()
         with spool._lock:
             spool._recover(report)
@@ -668,6 +703,9 @@ class Spool:
     def close(self) -> None:
         with self._lock:
             self._close_active()
+            if self._lock_fd is not None:
+                os.close(self._lock_fd)  # releases the directory lock
+                self._lock_fd = None
 
     def __enter__(self) -> Spool:
         return self

@@ -55,7 +55,7 @@ log = logging.getLogger(__name__)
 RESUME_RATIO = 0.8
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)  # identity hash: a keyless record is its own ordering key
 class _Work:
     """One fetched record on its way to a terminal outcome."""
 

@@ -176,6 +176,28 @@ async def test_sigterm_mid_stream_then_restart_no_loss_no_duplicate(
     assert set(counts.values()) == {1}
 
 
+async def test_keyless_messages_are_each_called_and_audited_once(
+    tansu_broker, sim, tmp_path: Path
+) -> None:
+    """Producers that do not partition by key send key=None: nothing to order them by."""
+    topic = f"keyless-{os.getpid()}"
+    await tansu_broker.create_topic(topic, 4)
+    traffic = [(None, value, req) for _, value, req in make_traffic(300, upstreams=["payments"])]
+    ends = await produce(tansu_broker.bootstrap, topic, traffic)
+    settings = settings_for(
+        broker=tansu_broker, topic=topic, tmp_path=tmp_path, upstreams={"payments": sim.url}
+    )
+    async with running(Service(settings)) as service:
+        await wait_for(
+            lambda: committed_to_end(service, ends), timeout_s=60, what="offsets committed"
+        )
+    assert service.summary is not None and service.summary.clean
+    records = await read_audit(settings.audit)
+    assert set(terminal_counts(records).values()) == {1} and len(records) == 300
+    assert all(r["kafka"]["key"] is None and r["outcome"] == "success" for r in records)
+    assert sim.stats.total == 300
+
+
 async def test_dead_letter_keeps_producer_headers_and_trace(
     tansu_broker, sim, tmp_path: Path
 ) -> None:

@@ -25,6 +25,7 @@ from netscope.pipeline import Pipeline, StopSummary
 
 log = logging.getLogger("netscope.service")
 
+EXIT_FAILED = 1
 EXIT_FORCED = 130
 EXIT_UNCLEAN = 3
 
@@ -122,7 +123,14 @@ class Service:
             self.base_url,
             self.base_url.removeprefix("http"),
         )
-        await self.pipeline.run()
+        failed = False
+        try:
+            await self.pipeline.run()
+        except Exception:
+            # Stop the way SIGTERM does rather than die mid-flight: what is durable gets
+            # committed, the rest is redelivered, and the supervisor sees a failure.
+            log.exception("fetch loop failed: stopping")
+            failed = True
         summary = await self.stop()
         log.info(
             "netscope stopped: processed=%d still_pending=%d audit_pending=%d committed=%s",
@@ -131,6 +139,8 @@ class Service:
             summary.audit_pending,
             summary.committed,
         )
+        if failed:
+            return EXIT_FAILED
         return 0 if summary.clean else EXIT_UNCLEAN
 
     def _on_signal(self, sig: int) -> None:

@@ -198,6 +198,47 @@ async def test_keyless_messages_are_each_called_and_audited_once(
     assert sim.stats.total == 300
 
 
+async def test_a_failing_fetch_loop_stops_like_sigterm_and_exits_1(
+    tansu_broker, sim, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A bug in the fetch loop must not leave a process that looks alive and takes nothing:
+    it stops cleanly (what is durable is committed) and says it failed."""
+    import gc
+
+    from netscope.service import EXIT_FAILED
+
+    topic = f"failing-{os.getpid()}"
+    await tansu_broker.create_topic(topic, 4)
+    ends = await produce(tansu_broker.bootstrap, topic, make_traffic(50, upstreams=["payments"]))
+    service = Service(
+        settings_for(
+            broker=tansu_broker, topic=topic, tmp_path=tmp_path, upstreams={"payments": sim.url}
+        )
+    )
+    real_run = service.pipeline.run
+
+    async def run_then_fail() -> None:
+        fetching = asyncio.create_task(real_run())
+        await wait_for(lambda: service.pipeline.processed >= 50, timeout_s=60, what="the 50")
+        service.pipeline.request_stop()
+        await fetching
+        raise RuntimeError("injected fetch-loop bug")
+
+    service.pipeline.run = run_then_fail  # type: ignore[method-assign]
+    threshold = gc.get_threshold()
+    try:
+        code = await service.run_until_signal()
+    finally:
+        gc.unfreeze()  # run_until_signal tunes the collector for the process
+        gc.set_threshold(*threshold)
+    assert code == EXIT_FAILED
+    assert "fetch loop failed" in caplog.text and "injected fetch-loop bug" in caplog.text
+    assert service.summary is not None and service.summary.clean
+    assert await committed_offsets(
+        tansu_broker.bootstrap, service.settings.kafka.group_id, topic
+    ) == ends
+
+
 async def test_dead_letter_keeps_producer_headers_and_trace(
     tansu_broker, sim, tmp_path: Path
 ) -> None:

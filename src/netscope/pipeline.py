@@ -353,6 +353,12 @@ class Pipeline:
                 del self._key_queues[key]
 
     async def _process(self, work: _Work) -> None:
+        if not self.writer.takes_work(work.lane):
+            # Its partition is being (or was) revoked while it waited: calling it now would
+            # only duplicate the new owner's call, and its record would be discarded.
+            self.metrics.revoked_skipped.inc()
+            self._settle()
+            return
         tp, record, received_at = work.tp, work.record, work.received_at
         t_parse = time.perf_counter()
         header_tp = next((v for k, v in (record.headers or ()) if k == "traceparent"), None)
@@ -394,11 +400,15 @@ class Pipeline:
             audit.queued_s = round(max(0.0, queued_s) + result.queued_s, 6)
             upstream_time = result.upstream_time_s
         self.processed += 1
+        self._settle()
+        self.events.publish(CallCompleted(audit, upstream_time))
+        self.writer.complete(work.lane, audit)
+
+    def _settle(self) -> None:
+        """One dispatched message reached its end here (terminal outcome, or revoked)."""
         self._outstanding -= 1
         if self._outstanding == 0 and self._all_done is not None:
             self._all_done.set()
-        self.events.publish(CallCompleted(audit, upstream_time))
-        self.writer.complete(work.lane, audit)
 
     async def _dead_letter(
         self, tp: TopicPartition, record: ConsumerRecord, invalid: InvalidMessage
@@ -499,6 +509,7 @@ class Pipeline:
     async def _on_revoked(self, revoked: list[TopicPartition]) -> None:
         """Commit what is durable for the partitions leaving us; the rest is redelivered."""
         keys = [(tp.topic, tp.partition) for tp in revoked]
+        self.writer.closing(keys)  # queued messages of these partitions will not start
         try:
             await asyncio.wait_for(self.writer.flush(keys), self.settings.pipeline.drain_timeout_s)
         except TimeoutError:

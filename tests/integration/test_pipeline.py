@@ -6,6 +6,7 @@ import asyncio
 import os
 import signal
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -237,6 +238,70 @@ async def test_a_failing_fetch_loop_stops_like_sigterm_and_exits_1(
     assert await committed_offsets(
         tansu_broker.bootstrap, service.settings.kafka.group_id, topic
     ) == ends
+
+
+async def test_rebalance_mid_stream_every_message_audited_once_revoked_queue_not_called(
+    tansu_broker, tmp_path: Path
+) -> None:
+    """A second worker joins while the first holds a deep queue (few keys, slow upstream).
+
+    Every message still ends with exactly one terminal record and the group commits to the
+    end. Once its revoke begins, the first worker starts no call for a partition it is losing:
+    the new owner calls those messages.
+    """
+    topic = f"rebalance-{os.getpid()}"
+    group = f"rebalance-{os.getpid()}"
+    await tansu_broker.create_topic(topic, 4)
+    ends = await produce(
+        tansu_broker.bootstrap, topic, make_traffic(3000, upstreams=["payments"], keys=64)
+    )
+    async with UpstreamSim(SimConfig(latency_ms=200.0), history_size=10_000) as slow:
+
+        def service(name: str) -> Service:
+            return Service(settings_for(
+                broker=tansu_broker, topic=topic, tmp_path=tmp_path / name, group_id=group,
+                upstreams={"payments": slow.url},
+                upstream_overrides={"headers": {"x-worker": name}},
+            ))
+
+        first, second = service("a"), service("b")
+        revokes: list[tuple[float, set[int]]] = []
+        on_revoked = first.pipeline._on_revoked
+
+        async def recording_revoke(revoked: list[TopicPartition]) -> None:
+            revokes.append((time.time(), {tp.partition for tp in revoked}))
+            await on_revoked(revoked)
+
+        first.pipeline._on_revoked = recording_revoke  # type: ignore[method-assign]
+
+        async def group_done() -> bool:
+            return await committed_offsets(tansu_broker.bootstrap, group, topic) == ends
+
+        async with running(first):
+            await wait_for(lambda: first.pipeline.processed >= 200, timeout_s=60,
+                           what="the first worker under way")
+            async with running(second):
+                await wait_for(group_done, timeout_s=180, what="the group committed to the end")
+            kept = {tp.partition for tp in first.pipeline._consumer.assignment()}
+        history = list(slow.stats.recent)
+    records = [*await read_audit(first.settings.audit), *await read_audit(second.settings.audit)]
+    counts = terminal_counts(records)
+    assert len(counts) == 3000 and set(counts.values()) == {1}
+    assert second.pipeline.processed > 0, "the second worker took partitions"
+
+    lost = set(range(4)) - kept
+    # (aiokafka also calls the listener with an empty set when the consumer first joins)
+    revoked_at = next(t for t, partitions in revokes if partitions & lost)
+    partition_of = {r["idempotency_key"]: r["kafka"]["partition"] for r in records}
+    late_calls = [
+        e for e in history
+        if e["headers"].get("x-worker") == "a"
+        and partition_of[e["headers"]["idempotency-key"]] in lost
+        and e["t"] > revoked_at + 1.0  # calls already on their way when the revoke began
+    ]
+    assert lost
+    assert late_calls == [], f"{len(late_calls)} calls for lost partitions after the revoke"
+    assert first.pipeline.metrics.revoked_skipped._value.get() > 0
 
 
 async def test_dead_letter_keeps_producer_headers_and_trace(

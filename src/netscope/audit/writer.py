@@ -59,6 +59,7 @@ class _Lane:
     writer: asyncio.Task[None] | None = None
     committable: int | None = None  # next offset to commit: everything below is durable
     unreleased: int = 0  # fetched but not yet durable
+    closing: bool = False  # being revoked: finish what started, start nothing new
 
 
 class AuditWriter:
@@ -109,11 +110,26 @@ class AuditWriter:
         lane.unreleased += 1
         return lane
 
+    def owns(self, lane: _Lane) -> bool:
+        """Whether ``lane`` (a token from :meth:`track`) is still this process's partition."""
+        return self._lanes.get((lane.topic, lane.partition)) is lane
+
+    def takes_work(self, lane: _Lane) -> bool:
+        """Whether a message of ``lane`` that has not started yet should start: not once a
+        revoke has begun (the new owner will process it)."""
+        return not lane.closing and self.owns(lane)
+
+    def closing(self, partitions: list[tuple[str, int]]) -> None:
+        """A revoke has begun: records of started messages are still taken until forget()."""
+        for key in partitions:
+            if (lane := self._lanes.get(key)) is not None:
+                lane.closing = True
+
     def complete(self, lane: _Lane, record: AuditRecord) -> bool:
         """The terminal record of a tracked message; False if its partition was revoked."""
-        kafka = record.kafka
-        if self._lanes.get((kafka.topic, kafka.partition)) is not lane:
+        if not self.owns(lane):
             return False
+        kafka = record.kafka
         hour = event_hour(kafka.timestamp_ms)
         lane.done[kafka.offset] = (hour, record.to_json(), record.received_at)
         self._release(lane)

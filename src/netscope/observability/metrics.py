@@ -180,6 +180,12 @@ class Metrics:
         self.commits = Counter(
             "netscope_kafka_commits_total", "Offset commits that succeeded.", registry=r
         )
+        self.revoked_skipped = Counter(
+            "netscope_revoked_skipped_total",
+            "Queued messages left uncalled because their partition was revoked "
+            "(the new owner processes them).",
+            registry=r,
+        )
         self.commit_errors = Counter(
             "netscope_kafka_commit_errors_total", "Offset commits that failed.", registry=r
         )

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import obstore
-from obstore.exceptions import AlreadyExistsError, NotFoundError, PreconditionError
+from obstore.exceptions import AlreadyExistsError, GenericError, NotFoundError, PreconditionError
 from obstore.store import LocalStore, S3Store
 
 from netscope.config import AuditConfig
@@ -25,6 +25,17 @@ from netscope.config import AuditConfig
 
 class StoreTimeout(Exception):
     """The store did not answer in time: the write may or may not have been applied."""
+
+
+# obstore raises a GenericError for everything reqwest reports, timeouts included, and gives
+# no structured kind; its text carries reqwest's debug form. Matching it keeps a timeout that
+# reqwest noticed first from being counted as a generic error (operators alert on timeouts).
+_REQWEST_TIMEOUT_MARKS = ("kind: Timeout", "TimedOut", "operation timed out")
+
+
+def _is_timeout(exc: GenericError) -> bool:
+    text = str(exc)
+    return any(mark in text for mark in _REQWEST_TIMEOUT_MARKS)
 
 
 class AuditStore:
@@ -54,7 +65,9 @@ class AuditStore:
             )
         s3 = cfg.s3
         assert s3.access_key_id is not None and s3.secret_access_key is not None
-        timeout = f"{max(1, int(cfg.write_timeout_s))}s"
+        # NetScope's own bound (asyncio) decides; reqwest's timeout is only a backstop one second
+        # later, so the two do not race to name the same failure.
+        backstop_ms = int((cfg.write_timeout_s + 1.0) * 1000)
         store = S3Store(
             s3.bucket,
             endpoint=s3.endpoint,
@@ -64,7 +77,7 @@ class AuditStore:
             virtual_hosted_style_request=False,
             client_options={
                 "allow_http": s3.endpoint.startswith("http://"),
-                "timeout": timeout,
+                "timeout": f"{backstop_ms}ms",
                 "connect_timeout": "2s",
             },
             # NetScope owns retries (spool + drainer); obstore's would hide outages for minutes.
@@ -75,7 +88,7 @@ class AuditStore:
                     "max_backoff": timedelta(seconds=1),
                     "base": 2,
                 },
-                "retry_timeout": timedelta(seconds=cfg.write_timeout_s),
+                "retry_timeout": timedelta(milliseconds=backstop_ms),
             },
         )
         return cls(
@@ -87,6 +100,10 @@ class AuditStore:
             return await asyncio.wait_for(coro, self._timeout_s)
         except TimeoutError:
             raise StoreTimeout(f"{self.description}: no answer in {self._timeout_s}s") from None
+        except GenericError as exc:
+            if _is_timeout(exc):
+                raise StoreTimeout(f"{self.description}: request timed out") from exc
+            raise
 
     async def put_if_absent(self, key: str, body: bytes) -> bool:
         """Create ``key`` unless it exists (``If-None-Match: *``): True written, False was there."""

@@ -427,6 +427,10 @@ async def main() -> None:
                 records = await read_audit(_audit_cfg(rgw, group))
                 _check_outcomes(f"netscope x{workers}", records, n)
                 over = _overheads_ms(records)
+                calls = [1000 * a["duration_s"] for r in records for a in r["attempts"]]
+                print(f"  netscope x{workers}: upstream attempt as NetScope saw it (5 ms at the "
+                      f"simulator): p50 {_quantile(calls, 0.5):.1f} ms, p99 "
+                      f"{_quantile(calls, 0.99):.1f} ms", flush=True)
                 runs.setdefault(f"saturation: netscope x{workers}", []).append(
                     {**res, "ratio": res["throughput"] / base,
                      "ovh_p50_ms": _quantile(over, 0.5), "ovh_p99_ms": _quantile(over, 0.99)})

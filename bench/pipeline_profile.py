@@ -6,7 +6,9 @@ Runs the real Service (pipeline, API, hub) in this process on uvloop, against a 
 and the upstream simulator (its own process, 5 ms), with the audit in a local folder so that
 only NetScope's own work is measured. Prints throughput, CPU-ms per message, the garbage
 collector's share and the outcomes; with ``--cprofile N``, the N functions with the most own
-time (cProfile slows everything about 2x: compare shares, not absolute times).
+time (cProfile slows everything about 2x: compare shares, not absolute times), then the
+same time summed by area (HTTP client, Kafka client, validation, audit, guards, ...), so what
+NetScope adds can be told from what the baseline pays too.
 
 The same tuning as ``netscope run`` applies (gc.freeze and the young-generation threshold);
 ``--default-gc`` keeps CPython's defaults, to see what that tuning buys.
@@ -18,6 +20,7 @@ import argparse
 import asyncio
 import cProfile
 import gc
+import os
 import pstats
 import shutil
 import subprocess
@@ -38,6 +41,43 @@ from netscope import service as service_module
 from netscope.devservices.base import free_port
 from netscope.devservices.kafka import BrokerConfig, TansuBroker
 from netscope.service import Service
+
+# First match wins; a builtin (C function) counts for the area of whoever called it.
+AREAS = (
+    ("HTTP client (baseline pays it too)", ("aiohttp", "yarl", "multidict", "aiohappyeyeballs")),
+    ("Kafka client (baseline pays it too)", ("aiokafka", "kafka/")),
+    ("validation", ("netscope/contract/request", "netscope/contract/traceparent", "pydantic")),
+    ("audit record and batches", ("netscope/contract/records", "netscope/audit")),
+    ("guards: deadline, limiter, breaker, bulkhead, retry",
+     ("netscope/outbound", "netscope/resilience")),
+    ("metrics and event hub", ("netscope/observability", "netscope/api", "prometheus_client")),
+    ("pipeline: workers, order, offsets", ("netscope/pipeline", "netscope/ingest")),
+    ("asyncio", ("asyncio", "uvloop")),
+)
+
+
+def _area(filename: str) -> str:
+    for name, marks in AREAS:
+        if any(mark in filename for mark in marks):
+            return name
+    return "other"
+
+
+def print_areas(stats: pstats.Stats) -> None:
+    """Own time summed by area; a C builtin's time goes to its callers' areas, by edge time."""
+    totals: Counter[str] = Counter()
+    table = stats.stats  # type: ignore[attr-defined]
+    for (filename, _, _), (_, _, tottime, _, callers) in table.items():
+        if filename != "~":
+            totals[_area(filename)] += tottime
+            continue
+        edge_total = sum(edge[2] for edge in callers.values()) or 1.0
+        for (caller_file, _, _), edge in callers.items():
+            totals[_area(caller_file)] += tottime * edge[2] / edge_total
+    grand = sum(totals.values())
+    print(f"own time by area ({grand:.2f} s profiled):")
+    for name, seconds in totals.most_common():
+        print(f"  {seconds / grand:6.1%}  {name}")
 
 
 class GcClock:
@@ -99,6 +139,8 @@ async def main() -> None:
                        what="the backlog")
         if profiler:
             profiler.disable()
+            if os.environ.get("PROFILE_DUMP"):
+                profiler.dump_stats(os.environ["PROFILE_DUMP"])
         elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
         outcomes = Counter({
             sample.labels["outcome"]: int(sample.value)
@@ -117,7 +159,9 @@ async def main() -> None:
               f"{gc_clock.seconds / cpu:.1%} of the CPU; outcomes {dict(outcomes)}; "
               f"requests_total {metric_sum(service, 'netscope_requests_total'):.0f}")
         if profiler:
-            pstats.Stats(profiler).sort_stats("tottime").print_stats(args.cprofile)
+            stats = pstats.Stats(profiler)
+            stats.sort_stats("tottime").print_stats(args.cprofile)
+            print_areas(stats)
     finally:
         sim.terminate()
         sim.wait(10)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gzip
 import itertools
 import random
 import socket
@@ -166,6 +167,55 @@ async def test_response_larger_than_max_response_bytes_is_a_protocol_error(make_
         assert res.error_class == "response_too_large" and res.status == 200
         roomy, _ = await make_guard(url, max_response_bytes=200_000, **NO_RETRY)
         assert (await roomy.call(request())).outcome is Outcome.SUCCESS  # exactly fits
+
+
+async def test_a_declared_length_over_max_response_bytes_is_refused_unread(make_guard):
+    async def handler(request: web.Request) -> web.Response:
+        return web.Response(body=b"x" * 150_000)
+
+    async with _serve(handler) as port:
+        guard, _ = await make_guard(
+            f"http://127.0.0.1:{port}", max_response_bytes=100_000, **NO_RETRY
+        )
+        res = await guard.call(request())
+    assert res.error_class == "response_too_large" and res.status == 200
+
+
+async def test_a_small_compressed_body_is_bounded_by_its_inflated_size(make_guard):
+    """Content-Length counts compressed bytes: a 1 kB gzip can inflate to megabytes."""
+    bomb = gzip.compress(b"x" * 1_000_000)
+    assert len(bomb) < 10_000
+
+    async def handler(request: web.Request) -> web.Response:
+        return web.Response(body=bomb, headers={"Content-Encoding": "gzip"})
+
+    async with _serve(handler) as port:
+        guard, _ = await make_guard(
+            f"http://127.0.0.1:{port}", max_response_bytes=100_000, **NO_RETRY
+        )
+        res = await guard.call(request())
+    assert res.error_class == "response_too_large" and res.status == 200
+
+
+async def test_deadline_cuts_a_declared_length_body_that_trickles(make_guard):
+    async def handler(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse()
+        resp.content_length = 100
+        await resp.prepare(request)
+        for _ in range(100):
+            await resp.write(b".")
+            await asyncio.sleep(0.05)
+        return resp
+
+    async with _serve(handler) as port:
+        guard, _ = await make_guard(
+            f"http://127.0.0.1:{port}", read_timeout_s=1.0, deadline_s=1.0, **NO_RETRY
+        )
+        t0 = time.perf_counter()
+        res = await guard.call(request(timeout_ms=400))
+        elapsed = time.perf_counter() - t0
+    assert [a.error_class for a in res.attempts] == ["deadline_exceeded"]
+    assert 0.39 <= elapsed < 1.0, elapsed
 
 
 async def test_a_cookie_set_by_one_answer_never_rides_along_with_another_call(make_guard):
@@ -433,8 +483,12 @@ async def test_bulkhead_wait_serialises_calls(sim, make_guard):
 
 
 async def test_bulkhead_waiters_are_served_first_come_first_served(make_guard):
-    guard, _ = await make_guard("http://127.0.0.1:9", bulkhead={"max_concurrent": 1},
-                                on_saturation="wait", max_saturation_wait_s=10)
+    guard, _ = await make_guard(
+        "http://127.0.0.1:9",
+        bulkhead={"max_concurrent": 1},
+        on_saturation="wait",
+        max_saturation_wait_s=10,
+    )
     far = guard.clock.monotonic() + 60
     assert guard.bulkhead.try_acquire()  # the only slot is taken
     order: list[int] = []
@@ -456,8 +510,12 @@ async def test_bulkhead_waiters_are_served_first_come_first_served(make_guard):
 
 
 async def test_bulkhead_slot_handed_to_a_cancelled_waiter_is_passed_on(make_guard):
-    guard, _ = await make_guard("http://127.0.0.1:9", bulkhead={"max_concurrent": 1},
-                                on_saturation="wait", max_saturation_wait_s=10)
+    guard, _ = await make_guard(
+        "http://127.0.0.1:9",
+        bulkhead={"max_concurrent": 1},
+        on_saturation="wait",
+        max_saturation_wait_s=10,
+    )
     far = guard.clock.monotonic() + 60
     assert guard.bulkhead.try_acquire()
     first = asyncio.create_task(guard._admit_bulkhead(far, CallResult(Outcome.SUCCESS)))
@@ -474,8 +532,12 @@ async def test_bulkhead_slot_handed_to_a_cancelled_waiter_is_passed_on(make_guar
 
 
 async def test_bulkhead_wait_timeout_leaves_no_waiter_behind(make_guard):
-    guard, _ = await make_guard("http://127.0.0.1:9", bulkhead={"max_concurrent": 1},
-                                on_saturation="wait", max_saturation_wait_s=0.05)
+    guard, _ = await make_guard(
+        "http://127.0.0.1:9",
+        bulkhead={"max_concurrent": 1},
+        on_saturation="wait",
+        max_saturation_wait_s=0.05,
+    )
     assert guard.bulkhead.try_acquire()
     result = CallResult(Outcome.SUCCESS)
     assert not await guard._admit_bulkhead(guard.clock.monotonic() + 60, result)

@@ -26,7 +26,7 @@ from prometheus_client import CollectorRegistry
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from netscope.api.hub import EventHub, StreamFilter, percentile
+from netscope.api.hub import SUMMARY_WINDOW_S, EventHub, StreamFilter, percentile
 from netscope.contract.records import Attempt, AuditRecord, KafkaPosition, Outcome
 from netscope.observability.events import (
     AuditWriteFailed,
@@ -507,3 +507,28 @@ async def test_dashboard_routes() -> None:
         for bad in ("index.html", "..%2Fhub.py", "nope.js"):
             async with http.get(f"{env.http}/dashboard/static/{bad}") as resp:
                 assert resp.status == 404, bad
+
+
+async def test_a_client_joining_an_unwatched_hub_still_gets_current_figures_at_once() -> None:
+    """With nobody connected the summary is not computed (it costs the loop at saturation);
+    the first client to join must not see stale or empty tiles because of that."""
+    async with running() as env:
+        env.bus.publish(call(1, latency_s=0.25))
+        env.hub.publish_summary()  # a tick with nobody listening
+        async with connect(env.ws()) as ws:
+            first = await recv(ws)
+    assert first["type"] == "summary"
+    assert first["upstreams"]["alpha"]["calls"] == 1
+    assert first["upstreams"]["alpha"]["p99_ms"] == pytest.approx(250.0)
+
+
+def test_the_latency_window_stays_bounded_while_nobody_watches() -> None:
+    clock = FakeClock()
+    bus = EventBus()
+    hub = EventHub(bus, clock=clock)
+    for i in range(100):
+        bus.publish(call(i, upstream="alpha"))
+    clock.now += SUMMARY_WINDOW_S + 1
+    bus.publish(call(100, upstream="alpha"))
+    hub.publish_summary()  # no client: no summary built, but the old calls are dropped
+    assert len(hub._stats["alpha"].window) == 1

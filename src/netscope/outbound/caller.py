@@ -47,6 +47,11 @@ _ERROR_OUTCOME = {
 }
 
 
+def _time_out(slot: asyncio.Future[None]) -> None:
+    if not slot.done():
+        slot.set_exception(TimeoutError())
+
+
 @dataclass(slots=True)
 class CallResult:
     outcome: Outcome
@@ -123,13 +128,15 @@ class UpstreamGuard:
         if limit <= 0:
             return False
         # A future per waiter, handed a slot by _release_bulkhead: no task, no lock, no
-        # thundering herd.
-        slot = asyncio.get_running_loop().create_future()
+        # thundering herd. The wait's bound is a bare timer failing that future: about half
+        # of all calls wait here at saturation, and asyncio.timeout costs several times more.
+        loop = asyncio.get_running_loop()
+        slot = loop.create_future()
         self._bulkhead_waiters.append(slot)
+        timer = loop.call_later(limit, _time_out, slot)
         t0 = time.perf_counter()
         try:
-            async with asyncio.timeout(limit):
-                await slot
+            await slot
         except TimeoutError:
             self._abandon_wait(slot)
             return False
@@ -137,11 +144,12 @@ class UpstreamGuard:
             self._abandon_wait(slot)
             raise
         finally:
+            timer.cancel()
             result.queued_s += time.perf_counter() - t0
         return True
 
     def _abandon_wait(self, slot: asyncio.Future[None]) -> None:
-        if slot.done() and not slot.cancelled():
+        if slot.done() and not slot.cancelled() and slot.exception() is None:
             # Handed a slot just as the wait ended: pass it on, never leak it.
             self._release_bulkhead()
             return

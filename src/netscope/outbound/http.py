@@ -118,16 +118,26 @@ class UpstreamClient:
                     result.retry_after_s = parse_retry_after(
                         _header(resp.headers, "Retry-After"), time.time()
                     )
-                # Read to the end (size-bounded, nothing kept): an answer is only complete,
-                # and its connection reusable, once the whole body is in.
+                # Read to the end, size-bounded: an answer is only complete, and its
+                # connection reusable, once the whole body is in.
                 limit = self.cfg.max_response_bytes
-                size = 0
-                async for chunk in resp.content.iter_any():
-                    size += len(chunk)
-                    if size > limit:
+                length = resp.content_length
+                if length is not None and "Content-Encoding" not in resp.headers:
+                    # The common case: the parser stops at the declared length, so one read
+                    # is bounded (a compressed body is not: it is counted as it inflates).
+                    if length > limit:
                         result.error_class = "response_too_large"
                         result.detail = f"response larger than max_response_bytes={limit}"
-                        break
+                    else:
+                        await resp.read()
+                else:
+                    size = 0
+                    async for chunk in resp.content.iter_any():
+                        size += len(chunk)
+                        if size > limit:
+                            result.error_class = "response_too_large"
+                            result.detail = f"response larger than max_response_bytes={limit}"
+                            break
         except aiohttp.ConnectionTimeoutError:
             result.error_class = "timeout_connect"
         except (aiohttp.SocketTimeoutError, aiohttp.ServerTimeoutError):

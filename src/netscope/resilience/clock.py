@@ -31,8 +31,9 @@ class Clock(Protocol):
 class SystemClock:
     """Production clock backed by ``time.monotonic``."""
 
-    def monotonic(self) -> float:
-        return time.monotonic()
+    # The builtin itself, not a method wrapping it: the hot path reads this clock ~10 times
+    # per message, and a Python frame per reading is measurable there.
+    monotonic = staticmethod(time.monotonic)
 
 
 class FakeClock:

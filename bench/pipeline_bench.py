@@ -43,10 +43,12 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
 import orjson
+import uvloop
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,8 +61,10 @@ from netscope.devservices.base import free_port
 from netscope.devservices.ceph import CephRgw, RgwConfig
 from netscope.devservices.kafka import BrokerConfig, TansuBroker
 
-CONCURRENCY = 256  # messages in progress, both sides
-CONNECTIONS = 100  # concurrent calls: the baseline's pool, NetScope's bulkhead and pool
+# Both bounds are totals: N NetScope workers get 1/N of each, so every run has the same number
+# of messages in progress and of calls (and connections) open against the simulator.
+CONCURRENCY = 256  # messages in progress
+CONNECTIONS = 100  # concurrent calls: the baseline's pool; NetScope's bulkhead and pool
 QUEUE_DEPTH = int(os.environ.get("BENCH_QUEUE_DEPTH", 2000))  # NetScope's default
 ADMIN_TOKEN = "bench-admin-token"
 
@@ -95,7 +99,8 @@ def _histogram_quantile(text: str, name: str, q: float) -> float:
     return prev_le
 
 
-async def baseline(bootstrap: str, topic: str, url: str, n: int, group: str) -> float:
+async def baseline(bootstrap: str, topic: str, url: str, n: int, group: str,
+                   on_start: Callable[[], None] | None = None) -> float:
     """Consume -> call -> commit, with the same concurrency bound and nothing else. Returns
     messages / s from the first fetch to the last commit."""
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=group,
@@ -124,13 +129,15 @@ async def baseline(bootstrap: str, topic: str, url: str, n: int, group: str) -> 
             batches = await consumer.getmany(timeout_ms=200, max_records=500)
             if batches and start is None:
                 start = time.perf_counter()
+                if on_start is not None:
+                    on_start()
             tasks = [asyncio.create_task(call(r.value)) for rs in batches.values() for r in rs]
             if tasks:
                 await asyncio.gather(*tasks)
                 await consumer.commit()
         elapsed = time.perf_counter() - (start or time.perf_counter())
     await consumer.stop()
-    print(f"  baseline: {ok} of {n} calls answered 200", flush=True)
+    print(f"  baseline: {ok} of {n} calls answered 200", file=sys.stderr, flush=True)
     if ok != n:
         raise SystemExit("baseline: not every call succeeded; the figures would mean nothing")
     return n / elapsed
@@ -217,7 +224,7 @@ def _status_kb(pid: int, field: str) -> int:
 
 
 def _config(path: Path, *, bootstrap: str, topic: str, rgw: CephRgw, sim_url: str,
-            spool: Path, port: int, group: str, paused: bool = False) -> None:
+            spool: Path, port: int, group: str, paused: bool = False, share: int = 1) -> None:
     path.write_text(f"""
 instance_id = "bench-{port}"
 [kafka]
@@ -227,7 +234,7 @@ dead_letter_topic = "{topic}.dlq"
 group_id = "{group}"
 session_timeout_s = 6
 [pipeline]
-max_in_flight = {CONCURRENCY}
+max_in_flight = {CONCURRENCY // share}
 queue_depth = {QUEUE_DEPTH}
 start_paused = {"true" if paused else "false"}
 [api]
@@ -249,8 +256,9 @@ path = "{spool}"
 free_disk_floor_bytes = 0
 [upstreams.payments]
 base_url = "{sim_url}"
+max_connections = {CONNECTIONS // share}
 [upstreams.payments.bulkhead]
-max_concurrent = {CONNECTIONS}
+max_concurrent = {CONNECTIONS // share}
 """)
 
 
@@ -265,7 +273,8 @@ async def netscope_run(
         port = free_port()
         cfg = work / f"{group}-{i}.toml"
         _config(cfg, bootstrap=bootstrap, topic=topic, rgw=rgw, sim_url=sim_url,
-                spool=work / f"{group}-spool-{i}", port=port, group=group, paused=True)
+                spool=work / f"{group}-spool-{i}", port=port, group=group, paused=True,
+                share=workers)
         procs.append(subprocess.Popen([sys.executable, "-m", "netscope", "run", "-c", str(cfg)],
                                       stdout=subprocess.DEVNULL))
         ports.append(port)
@@ -403,6 +412,14 @@ async def nominal(rate: float, seconds: float, *, broker: TansuBroker, rgw: Ceph
 
 
 async def main() -> None:
+    if sys.argv[1:2] == ["--baseline-child"]:
+        bootstrap, topic, url, n, group = sys.argv[2:7]
+        rate = await baseline(bootstrap, topic, url, int(n), group,
+                              on_start=lambda: print("start", flush=True))
+        print(rate, flush=True)
+        # Alive until the parent has read this process's CPU time.
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+        return
     parser = argparse.ArgumentParser()
     parser.add_argument("--messages", type=int, default=20_000)
     parser.add_argument("--workers", default="1,2")
@@ -440,13 +457,23 @@ async def main() -> None:
         # medians, ratios taken within each round.
         for rnd in range(args.rounds):
             print(f"round {rnd + 1}/{args.rounds}", flush=True)
-            meter = CpuMeter({"bench(baseline)": os.getpid(), **services})
+            # Its own process, like NetScope's: the offset watcher must not share its loop.
+            child = await asyncio.create_subprocess_exec(
+                sys.executable, __file__, "--baseline-child", broker.bootstrap, topic, sim_url,
+                str(n), f"baseline-{rnd}", stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE)
+            assert child.stdin is not None and child.stdout is not None
             async with CommitWatcher(broker.bootstrap, f"baseline-{rnd}", topic) as watcher:
-                watching = asyncio.create_task(watcher.wait_for(ends, []))
-                base = await baseline(broker.bootstrap, topic, sim_url, n, f"baseline-{rnd}")
-                await watching
-            base_steady = watcher.steady_rate(n)
+                await child.stdout.readline()  # "start": its first batch is in
+                meter = CpuMeter({"baseline": child.pid, **services})
+                await watcher.wait_for(ends, [])
+            line = await child.stdout.readline()  # its rate; it waits for us before exiting
             meter.report("baseline")
+            child.stdin.close()
+            if await child.wait() != 0 or not line:
+                raise SystemExit("baseline failed")
+            base = float(line)
+            base_steady = watcher.steady_rate(n)
             runs.setdefault("saturation: baseline consume->call->commit", []).append(
                 {"throughput": base, "ratio": 1.0, "steady": base_steady, "steady_ratio": 1.0})
             for workers in (int(w) for w in args.workers.split(",")):
@@ -502,4 +529,5 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    # The same event loop as `netscope run` (uvloop), for the baseline too.
+    uvloop.run(main())

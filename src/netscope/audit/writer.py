@@ -288,7 +288,7 @@ class AuditWriter:
             batch = batch.after(seen[1])
         while batch.offsets:
             key = self.key_for(batch)
-            body = encode(batch.lines, compress=self._compress)
+            body = await self._encode(batch)
             if await self._store.put_if_absent(key, body):
                 return result
             covered = last_offset(await self._store.get(key))
@@ -297,6 +297,13 @@ class AuditWriter:
             result = "already_present"
             batch = batch.after(covered)
         return result
+
+    async def _encode(self, batch: Batch) -> bytes:
+        if not self._compress:
+            return encode(batch.lines, compress=False)
+        # zlib lets go of the GIL while it deflates: in a thread, compression runs on another
+        # core instead of stalling the loop (~2 % of its time at saturation).
+        return await asyncio.to_thread(encode, batch.lines, compress=True)
 
     def key_for(self, batch: Batch) -> str:
         return object_key(
@@ -318,7 +325,7 @@ class AuditWriter:
             "last_offset": batch.last_offset,
             "records": len(batch.offsets),
         }
-        body = encode(batch.lines, compress=self._compress)
+        body = await self._encode(batch)
         await asyncio.to_thread(self._spool.append, self.key_for(batch), body, meta)
         if self._on_spool_append is not None:
             self._on_spool_append()

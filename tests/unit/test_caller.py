@@ -193,6 +193,20 @@ async def test_a_body_with_a_declared_length_is_bounded_too(make_guard, body, he
     assert res.error_class == "response_too_large" and res.status == 200
 
 
+async def test_a_head_answer_declaring_a_large_body_is_not_too_large(make_guard):
+    """HEAD gets the GET's Content-Length and no body: nothing to bound."""
+
+    async def handler(request: web.Request) -> web.Response:
+        return web.Response(body=b"x" * 150_000)
+
+    async with _serve(handler) as port:
+        guard, _ = await make_guard(
+            f"http://127.0.0.1:{port}", max_response_bytes=100_000, **NO_RETRY
+        )
+        res = await guard.call(request(method="HEAD"))
+    assert res.outcome is Outcome.SUCCESS and res.status == 200, res
+
+
 async def test_deadline_cuts_a_declared_length_body_that_trickles(make_guard):
     async def handler(request: web.Request) -> web.StreamResponse:
         resp = web.StreamResponse()

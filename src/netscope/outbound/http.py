@@ -125,7 +125,8 @@ class UpstreamClient:
                 if length is not None and "Content-Encoding" not in resp.headers:
                     # The common case: the parser stops at the declared length, so one read
                     # is bounded (a compressed body is not: it is counted as it inflates).
-                    if length > limit:
+                    # HEAD, 204 and 304 declare a length but carry no body.
+                    if length > limit and _has_body(req.message.method, resp.status):
                         result.error_class = "response_too_large"
                         result.detail = f"response larger than max_response_bytes={limit}"
                     else:
@@ -164,6 +165,10 @@ class UpstreamClient:
             raise
         result.duration_s = time.perf_counter() - t0
         return result
+
+
+def _has_body(method: str, status: int) -> bool:
+    return method != "HEAD" and status not in (204, 304) and status >= 200
 
 
 def _header(headers: Mapping[str, str], name: str) -> str | None:

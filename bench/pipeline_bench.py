@@ -463,7 +463,8 @@ async def main() -> None:
                 stdout=asyncio.subprocess.PIPE)
             assert child.stdin is not None and child.stdout is not None
             async with CommitWatcher(broker.bootstrap, f"baseline-{rnd}", topic) as watcher:
-                await child.stdout.readline()  # "start": its first batch is in
+                if not await child.stdout.readline():  # "start": its first batch is in
+                    raise SystemExit(f"baseline exited early ({await child.wait()})")
                 meter = CpuMeter({"baseline": child.pid, **services})
                 await watcher.wait_for(ends, [])
             line = await child.stdout.readline()  # its rate; it waits for us before exiting

@@ -457,7 +457,7 @@ class EventHub:
     def summary(self) -> dict[str, Any]:
         """Per-upstream figures over the last ``window_s`` plus the status provider's gauges."""
         now = self._clock()
-        horizon = now - self._window_s
+        self._prune_windows()
         # Before the first full window, divide by the time actually observed (at least 1 s).
         span = min(self._window_s, max(1.0, now - self._started_at))
         status: dict[str, Any] = {}
@@ -472,8 +472,6 @@ class EventHub:
         upstreams: dict[str, Any] = {}
         for name in sorted(self._stats):
             stats = self._stats[name]
-            while stats.window and stats.window[0][0] < horizon:
-                stats.window.popleft()
             calls = len(stats.window)
             errors = sum(1 for s in stats.window if s[2])
             timeouts = sum(1 for s in stats.window if s[3])

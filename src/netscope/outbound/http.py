@@ -121,24 +121,9 @@ class UpstreamClient:
                 # Read to the end, size-bounded: an answer is only complete, and its
                 # connection reusable, once the whole body is in.
                 limit = self.cfg.max_response_bytes
-                length = resp.content_length
-                if length is not None and "Content-Encoding" not in resp.headers:
-                    # The common case: the parser stops at the declared length, so one read
-                    # is bounded (a compressed body is not: it is counted as it inflates).
-                    # HEAD, 204 and 304 declare a length but carry no body.
-                    if length > limit and _has_body(req.message.method, resp.status):
-                        result.error_class = "response_too_large"
-                        result.detail = f"response larger than max_response_bytes={limit}"
-                    else:
-                        await resp.read()
-                else:
-                    size = 0
-                    async for chunk in resp.content.iter_any():
-                        size += len(chunk)
-                        if size > limit:
-                            result.error_class = "response_too_large"
-                            result.detail = f"response larger than max_response_bytes={limit}"
-                            break
+                if not await _read_bounded(resp, req.message.method, limit):
+                    result.error_class = "response_too_large"
+                    result.detail = f"response larger than max_response_bytes={limit}"
         except aiohttp.ConnectionTimeoutError:
             result.error_class = "timeout_connect"
         except (aiohttp.SocketTimeoutError, aiohttp.ServerTimeoutError):
@@ -165,6 +150,25 @@ class UpstreamClient:
             raise
         result.duration_s = time.perf_counter() - t0
         return result
+
+
+async def _read_bounded(resp: aiohttp.ClientResponse, method: str, limit: int) -> bool:
+    """Read the body to its end, nothing kept; False as soon as it is larger than ``limit``."""
+    length = resp.content_length
+    if length is not None and "Content-Encoding" not in resp.headers:
+        # The common case: the parser stops at the declared length, so one read is bounded
+        # (a compressed body is not: it is counted below as it inflates). HEAD, 204 and 304
+        # declare a length but carry no body.
+        if length > limit and _has_body(method, resp.status):
+            return False
+        await resp.read()
+        return True
+    size = 0
+    async for chunk in resp.content.iter_any():
+        size += len(chunk)
+        if size > limit:
+            return False
+    return True
 
 
 def _has_body(method: str, status: int) -> bool:

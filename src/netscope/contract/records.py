@@ -8,34 +8,30 @@ the contract documented in docs/contract.md and docs/audit-format.md.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any
 
 import orjson
 
-AUDIT_SCHEMA_VERSION = 1
-
-
-class Outcome(StrEnum):
-    """Final outcome of one message. Exactly one per consumed message."""
-
-    SUCCESS = "success"  # 2xx/3xx from the upstream
-    HTTP_ERROR = "http_error"  # final non-success status after any retries
-    TIMEOUT_CONNECT = "timeout_connect"
-    TIMEOUT_READ = "timeout_read"
-    DEADLINE_EXCEEDED = "deadline_exceeded"  # the global deadline ran out across attempts
-    CONNECT_ERROR = "connect_error"  # refused, reset, DNS: the call never got an answer
-    PROTOCOL_ERROR = "protocol_error"  # malformed or oversize response
-    REJECTED_CIRCUIT_OPEN = "rejected_circuit_open"
-    REJECTED_RATE_LIMITED = "rejected_rate_limited"  # rate limit or bulkhead saturated
-    INVALID = "invalid"  # failed validation: dead-lettered
-    DUPLICATE_SKIPPED = "duplicate_skipped"  # idempotency ledger says already done (replay)
-
-
-TIMEOUT_OUTCOMES = frozenset(
-    {Outcome.TIMEOUT_CONNECT, Outcome.TIMEOUT_READ, Outcome.DEADLINE_EXCEEDED}
+from netscope.contract.outcomes import (  # re-exported: records name their outcome
+    ERROR_OUTCOMES,
+    TIMEOUT_OUTCOMES,
+    ErrorClass,
+    Outcome,
 )
-ERROR_OUTCOMES = frozenset(Outcome) - {Outcome.SUCCESS, Outcome.DUPLICATE_SKIPPED}
+
+__all__ = [
+    "AUDIT_SCHEMA_VERSION",
+    "ERROR_OUTCOMES",
+    "TIMEOUT_OUTCOMES",
+    "Attempt",
+    "AuditRecord",
+    "KafkaPosition",
+    "Outcome",
+    "dead_letter_headers",
+    "record_from_json",
+]
+
+AUDIT_SCHEMA_VERSION = 1
 
 
 @dataclass(slots=True)
@@ -46,7 +42,7 @@ class Attempt:
     started_at: float  # epoch seconds
     duration_s: float
     status: int | None = None
-    error_class: str | None = None  # connect_error, timeout_connect, timeout_read, ...
+    error_class: ErrorClass | None = None
     retry_delay_s: float | None = None  # wait before the next try, when there was one
 
 
@@ -77,7 +73,7 @@ class AuditRecord:
     latency_s: float  # consume -> outcome, waits included
     queued_s: float = 0.0  # waiting for the same key's previous message or a free call slot
     status: int | None = None
-    error_class: str | None = None
+    error_class: ErrorClass | None = None
     error_detail: str | None = None
     attempts: list[Attempt] = field(default_factory=list)
     created_at: str | None = None  # producer's created_at, as given

@@ -11,9 +11,12 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
+from netscope.contract.outcomes import ErrorClass
 from netscope.contract.records import AuditRecord
+from netscope.resilience.retry import RetryReason
 
 log = logging.getLogger(__name__)
 
@@ -28,12 +31,24 @@ class CallCompleted:
 
 
 @dataclass(slots=True, frozen=True)
+class AttemptFinished:
+    """One try against an upstream ended: with an HTTP status, or an error class, or both."""
+
+    upstream: str
+    status: int | None
+    error_class: ErrorClass | None
+    duration_s: float
+    created: float = field(default_factory=time.time)
+
+
+@dataclass(slots=True, frozen=True)
 class RetryScheduled:
     upstream: str
     request_id: str
     trace_id: str
     attempt: int  # the attempt that failed
-    reason: str
+    reason: RetryReason
+    detail: str  # human-readable, e.g. "status 503 (retry-after 0.2s)"
     delay_s: float
     created: float = field(default_factory=time.time)
 
@@ -41,7 +56,8 @@ class RetryScheduled:
 @dataclass(slots=True, frozen=True)
 class RetryDenied:
     upstream: str
-    reason: str  # budget, deadline, non-idempotent, ...
+    reason: RetryReason  # only the refusals an operator alerts on: budget, deadline
+    detail: str
     created: float = field(default_factory=time.time)
 
 
@@ -54,6 +70,16 @@ class BreakerTransitioned:
     created: float = field(default_factory=time.time)
 
 
+class AuditTarget(StrEnum):
+    STORE = "store"  # the object store (RGW)
+    SPOOL = "spool"  # the local durable spool
+
+
+class WriteResult(StrEnum):
+    CREATED = "created"  # a new object (or spool entry) holds the batch
+    ALREADY_PRESENT = "already_present"  # an earlier write held it: only the missing part went
+
+
 @dataclass(slots=True, frozen=True)
 class AuditBatchDurable:
     """A batch is durable (in the store or the spool); its offsets may be committed."""
@@ -62,16 +88,33 @@ class AuditBatchDurable:
     partition: int
     records: int
     bytes: int
-    where: str  # "store" | "already_present" | "spool"
+    target: AuditTarget
+    result: WriteResult
     write_s: float
     oldest_received_at: float
     created: float = field(default_factory=time.time)
 
 
 @dataclass(slots=True, frozen=True)
+class SpoolBatchUploaded:
+    """The drainer moved one spooled batch to the store (the store is being written)."""
+
+    key: str
+    records: int
+    bytes: int
+    result: WriteResult
+    spooled_for_s: float  # since it was appended to the spool
+    created: float = field(default_factory=time.time)
+
+
+@dataclass(slots=True, frozen=True)
 class AuditWriteFailed:
-    reason: str  # error class, e.g. StoreTimeout, GenericError
+    """One write to the store or the spool failed (it is retried: nothing is dropped)."""
+
+    target: AuditTarget
+    reason: str  # exception class, e.g. StoreTimeout, GenericError, SpoolFull
     detail: str
+    draining: bool = False  # the drainer's upload of a spooled batch, not a live batch
     created: float = field(default_factory=time.time)
 
 
@@ -82,10 +125,22 @@ class DegradedModeChanged:
     created: float = field(default_factory=time.time)
 
 
+class PauseReason(StrEnum):
+    QUEUE_FULL = "queue_full"
+    SPOOL_FULL = "spool_full"
+    THROTTLE = "throttle"
+
+
 @dataclass(slots=True, frozen=True)
 class BackpressureChanged:
     paused: bool
-    reason: str  # queue_full | spool_full | throttle
+    reason: PauseReason
+    created: float = field(default_factory=time.time)
+
+
+@dataclass(slots=True, frozen=True)
+class IngestRateChanged:
+    rate_per_s: float  # inf = unlimited, 0 = paused
     created: float = field(default_factory=time.time)
 
 
@@ -99,16 +154,72 @@ class MessageDeadLettered:
     created: float = field(default_factory=time.time)
 
 
+@dataclass(slots=True, frozen=True)
+class MessageSkipped:
+    """A queued message was not called because its partition was revoked meanwhile (the new
+    owner calls it); it gets no record here and its offset is not committed here."""
+
+    topic: str
+    partition: int
+    offset: int
+    created: float = field(default_factory=time.time)
+
+
+@dataclass(slots=True, frozen=True)
+class PartitionsAssigned:
+    partitions: tuple[tuple[str, int], ...]  # newly assigned
+    total: int  # assigned to this process after the change
+    created: float = field(default_factory=time.time)
+
+
+@dataclass(slots=True, frozen=True)
+class PartitionsRevoked:
+    partitions: tuple[tuple[str, int], ...]
+    total: int
+    created: float = field(default_factory=time.time)
+
+
+@dataclass(slots=True, frozen=True)
+class OffsetsCommitted:
+    offsets: dict[tuple[str, int], int]
+    created: float = field(default_factory=time.time)
+
+
+@dataclass(slots=True, frozen=True)
+class CommitFailed:
+    error: str
+    created: float = field(default_factory=time.time)
+
+
+@dataclass(slots=True, frozen=True)
+class StatusSampled:
+    """The periodic read of state that is not an event (queue, spool, lag): gauges follow it.
+
+    ``status`` is the pipeline's read model (netscope.status.PipelineStatus)."""
+
+    status: Any
+    created: float = field(default_factory=time.time)
+
+
 Event = (
     CallCompleted
+    | AttemptFinished
     | RetryScheduled
     | RetryDenied
     | BreakerTransitioned
     | AuditBatchDurable
+    | SpoolBatchUploaded
     | AuditWriteFailed
     | DegradedModeChanged
     | BackpressureChanged
+    | IngestRateChanged
     | MessageDeadLettered
+    | MessageSkipped
+    | PartitionsAssigned
+    | PartitionsRevoked
+    | OffsetsCommitted
+    | CommitFailed
+    | StatusSampled
 )
 Listener = Callable[[Any], None]
 

@@ -4,8 +4,8 @@ Why hand-written: tenacity/stamina/backoff wrap the call itself, so they cannot
 see the request's overall deadline, the HTTP method and idempotency key, a
 Retry-After header, or a retry budget shared across requests; and their sleeps
 are not driven by an injectable clock. Here the I/O layer performs the attempt
-and asks ``decide()`` what to do; every "no" carries a human-readable reason
-that ends up in the audit record.
+and asks ``decide()`` what to do; every decision carries a typed reason
+(``RetryReason``, what metrics and alerts count) and a human-readable detail.
 
 Semantics follow Envoy's retry policy (retry_on conditions, retriable status
 codes, full-jitter exponential backoff, ``max_interval``, rate-limited retry
@@ -31,6 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC
 from email.utils import parsedate_to_datetime
+from enum import StrEnum
 from typing import Literal
 
 from netscope.resilience.budget import RetryBudget
@@ -40,6 +41,7 @@ __all__ = [
     "FailedAttempt",
     "RetryDecision",
     "RetryPolicy",
+    "RetryReason",
     "backoff_s",
     "decide",
     "is_retryable",
@@ -101,12 +103,26 @@ class FailedAttempt:
     """Parsed Retry-After (see ``parse_retry_after``), if the response had one."""
 
 
+class RetryReason(StrEnum):
+    """Why ``decide()`` said what it said: the first check that decided, in check order."""
+
+    RETRYABLE = "retryable"  # yes
+    NOT_RETRYABLE = "not_retryable"  # class/status not in the policy
+    MAX_ATTEMPTS = "max_attempts"
+    NON_IDEMPOTENT = "non_idempotent"  # method not idempotent, no key (or never, by policy)
+    RETRY_AFTER_TOO_LONG = "retry_after_too_long"  # Retry-After above retry_after_max_s
+    DEADLINE = "deadline"  # the next try could not finish before the global deadline
+    BUDGET = "budget"  # the retry budget is spent
+
+
 @dataclass(frozen=True)
 class RetryDecision:
     retry: bool
     delay_s: float
     """Seconds to wait before the next attempt (0.0 when not retrying)."""
-    reason: str
+    reason: RetryReason
+    detail: str = ""
+    """For people (logs, the live feed), e.g. "status 503 not retryable"."""
 
 
 def backoff_s(policy: RetryPolicy, attempt: int, rand: Callable[[], float]) -> float:
@@ -169,8 +185,8 @@ def _describe(failure: FailedAttempt) -> str:
     return "unknown failure"
 
 
-def _no(reason: str) -> RetryDecision:
-    return RetryDecision(retry=False, delay_s=0.0, reason=reason)
+def _no(reason: RetryReason, detail: str) -> RetryDecision:
+    return RetryDecision(retry=False, delay_s=0.0, reason=reason, detail=detail)
 
 
 def decide(
@@ -195,25 +211,29 @@ def decide(
     """
     what = _describe(failure)
     if not is_retryable(policy, failure):
-        return _no(f"{what} not retryable")
+        return _no(RetryReason.NOT_RETRYABLE, f"{what} not retryable")
     if attempt >= policy.max_attempts:
-        return _no("max_attempts reached")
+        return _no(RetryReason.MAX_ATTEMPTS, "max_attempts reached")
     verb = method.upper()
     if verb not in IDEMPOTENT_METHODS:
         if policy.retry_non_idempotent == "never":
-            return _no(f"non-idempotent {verb} never retried")
+            return _no(RetryReason.NON_IDEMPOTENT, f"non-idempotent {verb} never retried")
         if not has_idempotency_key:
-            return _no(f"non-idempotent {verb} without idempotency key")
+            return _no(
+                RetryReason.NON_IDEMPOTENT, f"non-idempotent {verb} without idempotency key"
+            )
     delay = backoff_s(policy, attempt, rand)
     retry_after = failure.retry_after_s if policy.respect_retry_after else None
     if retry_after is not None:
         if retry_after > policy.retry_after_max_s:
-            return _no(f"retry-after {retry_after:.1f}s exceeds cap "
-                       f"{policy.retry_after_max_s:.1f}s")
+            return _no(
+                RetryReason.RETRY_AFTER_TOO_LONG,
+                f"retry-after {retry_after:.1f}s exceeds cap {policy.retry_after_max_s:.1f}s",
+            )
         delay = max(delay, retry_after)
     if now + delay + per_try_timeout_s > deadline:
-        return _no("deadline: next try cannot finish")
+        return _no(RetryReason.DEADLINE, "deadline: next try cannot finish")
     if budget is not None and not budget.try_spend():
-        return _no("retry budget exhausted")
+        return _no(RetryReason.BUDGET, "retry budget exhausted")
     suffix = f" (retry-after {retry_after:.1f}s)" if retry_after is not None else ""
-    return RetryDecision(retry=True, delay_s=delay, reason=f"retryable {what}{suffix}")
+    return RetryDecision(True, delay, RetryReason.RETRYABLE, f"retryable {what}{suffix}")

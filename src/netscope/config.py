@@ -3,7 +3,9 @@
 Every model forbids unknown keys, so a typo fails at start with its key path instead of being
 silently ignored. Secrets are ``SecretStr`` (masked in reprs, logs and errors) and may also be read
 from a file (``*_file`` keys) so they never have to sit in the TOML. Policy models mirror the pure
-resilience dataclasses field for field; ``to_*`` helpers convert them.
+resilience dataclasses field for field (the caller builds those with ``**model_dump()``), and
+``UpstreamConfig`` builds them once at load, so their cross-field rules fail ``check-config`` and
+start alike, with the key and the reason.
 
 Precedence, highest first: environment (``NETSCOPE_SECTION__KEY``), TOML file, defaults.
 """
@@ -20,6 +22,7 @@ from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     SecretStr,
@@ -28,6 +31,9 @@ from pydantic import (
     model_validator,
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from netscope.contract.outcomes import ErrorClass
+from netscope.resilience.retry import RETRYABLE_ERROR_CLASSES
 
 UPSTREAM_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 PositiveFloat = Annotated[float, Field(gt=0)]
@@ -39,15 +45,30 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+_RETRY_ON_CHOICES = " or ".join(
+    ", ".join(f"'{c}'" for c in sorted(RETRYABLE_ERROR_CLASSES)).rsplit(", ", 1)
+)
+
+
+def _retryable_error_class(value: Any) -> Any:
+    # Checked before the enum parses it, so a typo gets the short list of what is allowed
+    # here rather than every error class (most of which a retry cannot fix).
+    if not isinstance(value, str) or value not in RETRYABLE_ERROR_CLASSES:
+        raise ValueError(f"Input should be {_RETRY_ON_CHOICES} (failures a retry can fix)")
+    return value
+
+
+# An ErrorClass, limited to RETRYABLE_ERROR_CLASSES: the config cannot drift from the enum.
+RetryableErrorClass = Annotated[ErrorClass, BeforeValidator(_retryable_error_class)]
+
+
 class RetryConfig(_Strict):
     """Retry policy of one upstream (see docs/configuration.md)."""
 
     max_attempts: int = Field(3, ge=1, le=10)
     base_backoff_s: PositiveFloat = 0.05
     max_backoff_s: PositiveFloat = 2.0
-    retry_on: frozenset[
-        Literal["connect_error", "connection_reset", "timeout_connect", "timeout_read"]
-    ] = frozenset({"connect_error", "connection_reset", "timeout_connect", "timeout_read"})
+    retry_on: frozenset[RetryableErrorClass] = RETRYABLE_ERROR_CLASSES
     retry_on_statuses: frozenset[Annotated[int, Field(ge=400, le=599)]] = frozenset(
         {429, 502, 503, 504}
     )
@@ -181,6 +202,9 @@ class PipelineConfig(_Strict):
     max_in_flight: int = Field(256, ge=1)
     commit_interval_s: PositiveFloat = 1.0
     drain_timeout_s: PositiveFloat = 30.0
+    # On stop, how long the audit may take to make the drained work durable (store or spool)
+    # before NetScope gives up on the rest; it is not committed, so Kafka redelivers it.
+    flush_timeout_s: PositiveFloat = 10.0
     max_message_bytes: int = Field(1 << 20, ge=1024)
     ingest_rate_per_s: NonNegFloat = 0.0
     # Like Kafka Connect's initial_state=PAUSED: join the group but take nothing until an

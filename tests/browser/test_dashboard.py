@@ -27,6 +27,7 @@ from netscope.observability.events import (
     DegradedModeChanged,
     RetryScheduled,
 )
+from netscope.resilience.retry import RetryReason
 from tests.browser.conftest import ARTIFACTS, Live, serve_hub, wait_until
 
 pytestmark = pytest.mark.browser
@@ -257,7 +258,14 @@ async def test_overview(page: Page) -> None:
             elif upstream == "ledger" and n % 7 == 0:
                 env.bus.publish(
                     RetryScheduled(
-                        "ledger", f"req-r{n}", tid, 1, "http_503", 0.2, created=t0 + n * 0.012 - 0.3
+                        "ledger",
+                        f"req-r{n}",
+                        tid,
+                        1,
+                        RetryReason.RETRYABLE,
+                        "retryable status 503",
+                        0.2,
+                        created=t0 + n * 0.012 - 0.3,
                     )
                 )
                 ev = call(

@@ -23,10 +23,11 @@ import pytest
 from aiohttp import web
 
 from netscope.config import UpstreamConfig
-from netscope.contract.records import Outcome
+from netscope.contract.outcomes import ErrorClass, Outcome
 from netscope.contract.request import CallRequest, parse_request
-from netscope.observability.events import EventBus, RetryScheduled
+from netscope.observability.events import AttemptFinished, EventBus, RetryDenied, RetryScheduled
 from netscope.outbound.caller import CallResult, UpstreamGuard
+from netscope.resilience.retry import RetryReason
 from netscope.tools.messages import make_request
 from netscope.tools.upstream_sim import SimConfig, UpstreamSim
 
@@ -87,7 +88,7 @@ async def test_read_timeout_when_upstream_slower_than_read_timeout(sim, make_gua
     guard, _ = await make_guard(sim.url, read_timeout_s=0.1, **NO_RETRY)
     res = await guard.call(request())
     assert res.outcome is Outcome.TIMEOUT_READ
-    assert [a.error_class for a in res.attempts] == ["timeout_read"]
+    assert [a.error_class for a in res.attempts] == [ErrorClass.TIMEOUT_READ]
     assert res.status is None
     assert sim.stats.total == 1
 
@@ -99,9 +100,9 @@ async def test_deadline_when_timeout_ms_shorter_than_per_try_timeout(sim, make_g
     res = await guard.call(request(timeout_ms=200))
     elapsed = time.perf_counter() - t0
     assert res.outcome is Outcome.DEADLINE_EXCEEDED
-    assert res.error_class == "deadline_exceeded"
+    assert res.error_class is ErrorClass.DEADLINE_EXCEEDED
     # the clipped per-try timeout is reported as the deadline, not as a read timeout
-    assert [a.error_class for a in res.attempts] == ["deadline_exceeded"]
+    assert [a.error_class for a in res.attempts] == [ErrorClass.DEADLINE_EXCEEDED]
     assert elapsed >= 0.19
     assert elapsed < 2.5, "the caller's 200 ms deadline cut the 3 s upstream short"
 
@@ -153,7 +154,7 @@ async def test_deadline_cuts_a_body_that_trickles_within_the_read_timeout(make_g
         res = await guard.call(request(timeout_ms=400))
         elapsed = time.perf_counter() - t0
     assert res.outcome is Outcome.DEADLINE_EXCEEDED
-    assert [a.error_class for a in res.attempts] == ["deadline_exceeded"]
+    assert [a.error_class for a in res.attempts] == [ErrorClass.DEADLINE_EXCEEDED]
     # The message's 400 ms, not the upstream's 3 s deadline nor the 5 s body; slack for load.
     assert 0.39 <= elapsed < 2.5, elapsed
 
@@ -165,7 +166,7 @@ async def test_response_larger_than_max_response_bytes_is_a_protocol_error(make_
         guard, _ = await make_guard(url, max_response_bytes=100_000, **NO_RETRY)
         res = await guard.call(request())
         assert res.outcome is Outcome.PROTOCOL_ERROR
-        assert res.error_class == "response_too_large" and res.status == 200
+        assert res.error_class is ErrorClass.RESPONSE_TOO_LARGE and res.status == 200
         roomy, _ = await make_guard(url, max_response_bytes=200_000, **NO_RETRY)
         assert (await roomy.call(request())).outcome is Outcome.SUCCESS  # exactly fits
 
@@ -190,7 +191,7 @@ async def test_a_body_with_a_declared_length_is_bounded_too(make_guard, body, he
             f"http://127.0.0.1:{port}", max_response_bytes=100_000, **NO_RETRY
         )
         res = await guard.call(request())
-    assert res.error_class == "response_too_large" and res.status == 200
+    assert res.error_class is ErrorClass.RESPONSE_TOO_LARGE and res.status == 200
 
 
 async def test_a_head_answer_declaring_a_large_body_is_not_too_large(make_guard):
@@ -224,7 +225,7 @@ async def test_deadline_cuts_a_declared_length_body_that_trickles(make_guard):
         t0 = time.perf_counter()
         res = await guard.call(request(timeout_ms=400))
         elapsed = time.perf_counter() - t0
-    assert [a.error_class for a in res.attempts] == ["deadline_exceeded"]
+    assert [a.error_class for a in res.attempts] == [ErrorClass.DEADLINE_EXCEEDED]
     # The message's 400 ms, not the upstream's 3 s deadline nor the 5 s body; slack for load.
     assert 0.39 <= elapsed < 2.5, elapsed
 
@@ -276,7 +277,7 @@ async def test_connect_error_on_closed_port_is_retried_up_to_max_attempts(make_g
     guard, events = await make_guard(url, **FAST_RETRY)
     res = await guard.call(request())
     assert res.outcome is Outcome.CONNECT_ERROR
-    assert [a.error_class for a in res.attempts] == ["connect_error"] * 3
+    assert [a.error_class for a in res.attempts] == [ErrorClass.CONNECT_ERROR] * 3
     assert sum(isinstance(e, RetryScheduled) for e in events) == 2
 
 
@@ -309,7 +310,7 @@ async def test_connect_timeout_when_accept_queue_is_full(unaccepting_port, make_
     )
     res = await guard.call(request())
     assert res.outcome is Outcome.TIMEOUT_CONNECT
-    assert [a.error_class for a in res.attempts] == ["timeout_connect"]
+    assert [a.error_class for a in res.attempts] == [ErrorClass.TIMEOUT_CONNECT]
 
 
 async def test_connect_timeout_not_mislabelled_when_deadline_clips_the_read_timeout(
@@ -325,7 +326,7 @@ async def test_connect_timeout_not_mislabelled_when_deadline_clips_the_read_time
         **NO_RETRY,
     )
     res = await guard.call(request())
-    assert [a.error_class for a in res.attempts] == ["timeout_connect"]
+    assert [a.error_class for a in res.attempts] == [ErrorClass.TIMEOUT_CONNECT]
     assert res.outcome is Outcome.TIMEOUT_CONNECT
 
 
@@ -392,6 +393,82 @@ async def test_retry_after_is_a_floor_between_attempts(sim, make_guard):
     assert len(arrivals) == 3
     gaps = [b - a for a, b in itertools.pairwise(arrivals)]
     assert min(gaps) >= 0.3 - 0.01, gaps  # tolerance: arrival stamps, not send stamps
+
+
+# -- events: typed, one per attempt, denials by reason -------------------------------------
+
+
+def _of(kind: type, events: list[Any]) -> list[Any]:
+    return [e for e in events if isinstance(e, kind)]
+
+
+async def test_every_attempt_publishes_attempt_finished_before_its_retry(sim, make_guard):
+    sim.config.error_rate = 1.0
+    guard, events = await make_guard(sim.url, **FAST_RETRY)
+    res = await guard.call(request())
+    finished = _of(AttemptFinished, events)
+    assert [(e.upstream, e.status, e.error_class) for e in finished] == [(NAME, 503, None)] * 3
+    # The audit rounds an attempt's duration to the microsecond; the event carries it whole.
+    assert [round(e.duration_s, 6) for e in finished] == [a.duration_s for a in res.attempts]
+    kinds = [type(e).__name__ for e in events]
+    assert kinds == ["AttemptFinished", "RetryScheduled"] * 2 + ["AttemptFinished"]
+
+
+async def test_attempt_finished_carries_the_error_class_as_the_enum(make_guard):
+    guard, events = await make_guard(f"http://127.0.0.1:{_closed_port()}", **NO_RETRY)
+    res = await guard.call(request())
+    (finished,) = _of(AttemptFinished, events)
+    assert finished.status is None
+    assert type(finished.error_class) is ErrorClass
+    assert finished.error_class is ErrorClass.CONNECT_ERROR
+    assert type(res.error_class) is ErrorClass
+
+
+async def test_retry_scheduled_carries_reason_and_detail(sim, make_guard):
+    sim.config.error_rate = 1.0
+    guard, events = await make_guard(sim.url, **FAST_RETRY)
+    await guard.call(request())
+    scheduled = _of(RetryScheduled, events)
+    assert [e.reason for e in scheduled] == [RetryReason.RETRYABLE] * 2
+    assert [e.detail for e in scheduled] == ["retryable status 503"] * 2
+    assert [e.attempt for e in scheduled] == [1, 2]
+
+
+async def test_an_exhausted_budget_publishes_retry_denied(sim, make_guard):
+    sim.config.error_rate = 1.0
+    guard, events = await make_guard(
+        sim.url, retry_budget={"ratio": 0.0, "min_retries_per_s": 0.0}, **FAST_RETRY
+    )
+    res = await guard.call(request())
+    assert len(res.attempts) == 1
+    assert [(e.upstream, e.reason, e.detail) for e in _of(RetryDenied, events)] == [
+        (NAME, RetryReason.BUDGET, "retry budget exhausted")
+    ]
+
+
+async def test_a_retry_that_cannot_finish_in_time_publishes_retry_denied(sim, make_guard):
+    sim.config.error_rate = 1.0
+    # The per-try timeout, clipped to the message's 0.5 s, leaves no room for a second try.
+    guard, events = await make_guard(sim.url, **FAST_RETRY)
+    await guard.call(request(timeout_ms=500))
+    (denied,) = _of(RetryDenied, events)
+    assert denied.reason is RetryReason.DEADLINE
+    assert denied.detail.startswith("deadline")
+
+
+@pytest.mark.parametrize(
+    ("status", "retry"),
+    [(500, FAST_RETRY["retry"]), (503, {"max_attempts": 1})],
+    ids=["not_retryable", "max_attempts"],
+)
+async def test_policy_refusals_publish_no_retry_denied(sim, make_guard, status, retry):
+    # Only budget and deadline refusals are something to alert on; these are the policy.
+    sim.config.error_rate = 1.0
+    sim.config.error_status = status
+    guard, events = await make_guard(sim.url, retry=retry)
+    await guard.call(request())
+    assert _of(RetryDenied, events) == []
+    assert len(_of(AttemptFinished, events)) == 1
 
 
 # -- headers sent upstream -----------------------------------------------------------------
@@ -466,7 +543,7 @@ async def test_bulkhead_reject_when_full(sim, make_guard):
     await _until(lambda: sim.stats.in_flight == 1)
     second = await guard.call(request())
     assert second.outcome is Outcome.REJECTED_RATE_LIMITED
-    assert second.error_class == "bulkhead_full"
+    assert second.error_class is ErrorClass.BULKHEAD_FULL
     assert second.attempts == []
     assert (await first).outcome is Outcome.SUCCESS
     assert sim.stats.total == 1
@@ -571,7 +648,7 @@ async def test_bulkhead_wait_gives_up_after_max_saturation_wait(sim, make_guard)
     await _until(lambda: sim.stats.in_flight == 1)
     second = await guard.call(request())
     assert second.outcome is Outcome.REJECTED_RATE_LIMITED
-    assert second.error_class == "bulkhead_full"
+    assert second.error_class is ErrorClass.BULKHEAD_FULL
     assert (await first).outcome is Outcome.SUCCESS
     assert guard.bulkhead.in_use == 0
 
@@ -584,7 +661,7 @@ async def test_rate_limit_reject(sim, make_guard):
     outcomes = [r.outcome for r in results]
     assert outcomes[:2] == [Outcome.SUCCESS] * 2
     assert outcomes[2:] == [Outcome.REJECTED_RATE_LIMITED] * 2
-    assert {r.error_class for r in results[2:]} == {"rate_limited"}
+    assert {r.error_class for r in results[2:]} == {ErrorClass.RATE_LIMITED}
     assert sim.stats.total == 2
 
 
@@ -611,7 +688,8 @@ async def test_rate_limit_wait_longer_than_allowed_rejects(sim, make_guard):
     )
     assert (await guard.call(request())).outcome is Outcome.SUCCESS
     res = await guard.call(request())
-    assert res.outcome is Outcome.REJECTED_RATE_LIMITED and res.error_class == "rate_limited"
+    assert res.outcome is Outcome.REJECTED_RATE_LIMITED
+    assert res.error_class is ErrorClass.RATE_LIMITED
     assert sim.stats.total == 1
 
 

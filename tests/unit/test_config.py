@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 
 from netscope.config import ConfigError, Settings, load_settings
+from netscope.contract.outcomes import ErrorClass
+from netscope.resilience.retry import RETRYABLE_ERROR_CLASSES
 
 REPO_ROOT = Path(__file__).parents[2]
 SECRET = "hunter2-Sup3r-Secret-value"
@@ -224,6 +226,50 @@ def test_bad_retry_policy_values(tmp_path: Path) -> None:
         "upstreams.a.retry.retry_on.0",
         "upstreams.a.retry.retry_on_statuses.0",
     }
+
+
+def test_retry_on_loads_as_error_classes(tmp_path: Path) -> None:
+    settings = load(
+        tmp_path,
+        '[upstreams.a]\nbase_url = "http://x"\n'
+        '[upstreams.a.retry]\nretry_on = ["timeout_connect", "connection_reset"]\n',
+    )
+    retry_on = settings.upstreams["a"].retry.retry_on
+    assert retry_on == {ErrorClass.TIMEOUT_CONNECT, ErrorClass.CONNECTION_RESET}
+    assert all(type(c) is ErrorClass for c in retry_on)
+    assert load(tmp_path, '[upstreams.a]\nbase_url = "http://x"\n').upstreams[
+        "a"
+    ].retry.retry_on == RETRYABLE_ERROR_CLASSES
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "nope",
+        "timeout_reed",
+        # Real error classes a retry cannot fix: the enum alone would accept them.
+        "protocol_error",
+        "deadline_exceeded",
+        "circuit_open",
+    ],
+)
+def test_retry_on_refuses_what_a_retry_cannot_fix(tmp_path: Path, value: str) -> None:
+    error = config_error(
+        tmp_path,
+        f'[upstreams.a]\nbase_url = "http://x"\n[upstreams.a.retry]\nretry_on = ["{value}"]\n',
+    )
+    ((key, reason),) = error.problems
+    assert key == "upstreams.a.retry.retry_on.0"
+    assert "'connect_error', 'connection_reset', 'timeout_connect' or 'timeout_read'" in reason
+    assert f"(got '{value}')" in reason
+
+
+def test_retry_on_env_override_is_validated_too(tmp_path: Path) -> None:
+    env = {"NETSCOPE_UPSTREAMS__A__RETRY__RETRY_ON": '["timeout_read", "http_error"]'}
+    error = config_error(tmp_path, '[upstreams.a]\nbase_url = "http://x"\n', env=env)
+    ((key, reason),) = error.problems
+    assert key == "upstreams.a.retry.retry_on.1"
+    assert "(got 'http_error')" in reason
 
 
 @pytest.mark.parametrize("prefix", ["", "/", "a/../b", ".."])

@@ -27,15 +27,21 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from netscope.api.hub import SUMMARY_WINDOW_S, EventHub, StreamFilter, percentile
+from netscope.contract.outcomes import ErrorClass
 from netscope.contract.records import Attempt, AuditRecord, KafkaPosition, Outcome
 from netscope.observability.events import (
+    AuditBatchDurable,
+    AuditTarget,
     AuditWriteFailed,
     BreakerTransitioned,
     CallCompleted,
     DegradedModeChanged,
     EventBus,
+    RetryDenied,
     RetryScheduled,
+    WriteResult,
 )
+from netscope.resilience.retry import RetryReason
 
 TIMEOUT_S = 10.0
 
@@ -49,6 +55,7 @@ def record(
     trace_id: str | None = None,
     request_id: str | None = None,
     status: int | None = 200,
+    error_class: ErrorClass | None = None,
 ) -> AuditRecord:
     return AuditRecord(
         request_id=request_id or f"req-{offset}",
@@ -64,6 +71,7 @@ def record(
         completed_at=1.0 + latency_s,
         latency_s=latency_s,
         status=status,
+        error_class=error_class,
         attempts=[Attempt(1, 1.0, latency_s, status), Attempt(2, 1.0, latency_s, status)],
     )
 
@@ -155,6 +163,7 @@ async def test_call_events_arrive_in_order_without_payload_details() -> None:
     assert_increasing(events)
     first = events[0]
     assert first["v"] == 1
+    assert first["error_class"] is None
     assert first["trace_id"] == f"{1:032x}"
     assert first["request_id"] == "req-0"
     assert first["upstream"] == "alpha"
@@ -168,22 +177,65 @@ async def test_call_events_arrive_in_order_without_payload_details() -> None:
         assert forbidden not in first
 
 
+async def test_a_failed_call_carries_outcome_and_error_class_as_their_values() -> None:
+    async with running() as env, connect(env.ws("outcome=rejected_circuit_open")) as ws:
+        env.bus.publish(call(1, outcome=Outcome.TIMEOUT_READ, status=None))
+        env.bus.publish(
+            call(
+                2,
+                outcome=Outcome.REJECTED_CIRCUIT_OPEN,
+                status=None,
+                error_class=ErrorClass.CIRCUIT_OPEN,
+            )
+        )
+        ev = await recv(ws)
+    assert (ev["offset"], ev["outcome"], ev["error_class"]) == (
+        2,
+        "rejected_circuit_open",
+        "circuit_open",
+    )
+
+
 async def test_every_bus_event_type_is_converted() -> None:
     async with running() as env, connect(env.ws()) as ws:
-        env.bus.publish(RetryScheduled("alpha", "req-1", "ab" * 16, 1, "timeout_read", 0.2))
+        env.bus.publish(
+            RetryScheduled(
+                "alpha", "req-1", "ab" * 16, 1, RetryReason.RETRYABLE, "retryable timeout_read", 0.2
+            )
+        )
+        env.bus.publish(RetryDenied("alpha", RetryReason.BUDGET, "retry budget exhausted"))
         env.bus.publish(BreakerTransitioned("alpha", "closed", "open", "failure_rate"))
-        env.bus.publish(AuditWriteFailed("StoreTimeout", "x" * 1000))
+        env.bus.publish(AuditWriteFailed(AuditTarget.STORE, "StoreTimeout", "x" * 1000))
+        env.bus.publish(
+            AuditBatchDurable(
+                "t", 1, 5, 500, AuditTarget.STORE, WriteResult.ALREADY_PRESENT, 0.01, 1.0
+            )
+        )
         env.bus.publish(DegradedModeChanged(True, "store unreachable"))
         events = await recv_until(ws, "degraded")
-    retry, breaker, audit, degraded = events
+    retry, denied, breaker, audit, durable, degraded = events
     assert retry["type"] == "retry" and retry["trace_id"] == "ab" * 16
     assert retry["delay_ms"] == pytest.approx(200.0) and retry["denied"] is False
+    # The reason is the enum's value (what to count by), the detail is for people.
+    assert (retry["reason"], retry["detail"]) == ("retryable", "retryable timeout_read")
+    assert (denied["type"], denied["denied"], denied["reason"], denied["detail"]) == (
+        "retry",
+        True,
+        "budget",
+        "retry budget exhausted",
+    )
     assert (breaker["type"], breaker["from_state"], breaker["to_state"]) == (
         "breaker",
         "closed",
         "open",
     )
     assert audit["result"] == "failed" and len(audit["detail"]) == 200
+    assert (audit["target"], audit["reason"]) == ("store", "StoreTimeout")
+    assert (durable["result"], durable["where"], durable["records"]) == (
+        "durable",
+        "already_present",
+        5,
+    )
     assert degraded["degraded"] is True
     assert_increasing(events)
 

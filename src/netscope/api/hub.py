@@ -34,7 +34,11 @@ from fastapi import APIRouter, HTTPException, Request, WebSocket
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from netscope.contract.records import ERROR_OUTCOMES, TIMEOUT_OUTCOMES, Outcome
+from netscope.contract.outcomes import (
+    ERROR_OUTCOMES,
+    NO_UPSTREAM_LATENCY_OUTCOMES,
+    TIMEOUT_OUTCOMES,
+)
 from netscope.observability.events import (
     AuditBatchDurable,
     AuditWriteFailed,
@@ -46,22 +50,14 @@ from netscope.observability.events import (
     MessageDeadLettered,
     RetryDenied,
     RetryScheduled,
+    WriteResult,
 )
 
 log = logging.getLogger(__name__)
 
 PROTOCOL_VERSION = 1
 SUMMARY_WINDOW_S = 10.0
-# Outcomes that never reached the upstream: counted in rates and errors, but their ~0 latency
-# would make p95/p99 look better than the upstream really is.
-_NO_UPSTREAM_LATENCY = frozenset(
-    {
-        Outcome.REJECTED_CIRCUIT_OPEN,
-        Outcome.REJECTED_RATE_LIMITED,
-        Outcome.INVALID,
-        Outcome.DUPLICATE_SKIPPED,
-    }
-)
+_NO_UPSTREAM_LATENCY = NO_UPSTREAM_LATENCY_OUTCOMES  # counted in rates and errors, not in p95
 # Filters apply only to event types that carry the filtered field; the rest always pass, so a
 # trace-focused view still sees breaker changes, summaries and heartbeats.
 _UPSTREAM_TYPES = frozenset({"call", "retry", "breaker"})
@@ -355,9 +351,9 @@ class EventHub:
                 "request_id": r.request_id,
                 "upstream": r.upstream,
                 "method": r.method,
-                "outcome": str(r.outcome),
+                "outcome": r.outcome.value,
                 "status": r.status,
-                "error_class": r.error_class,
+                "error_class": None if r.error_class is None else r.error_class.value,
                 "latency_ms": _ms(r.latency_s),
                 "upstream_ms": _ms(ev.upstream_time_s),
                 "attempts": len(r.attempts),
@@ -374,7 +370,8 @@ class EventHub:
                 "trace_id": ev.trace_id,
                 "request_id": ev.request_id,
                 "attempt": ev.attempt,
-                "reason": ev.reason,
+                "reason": ev.reason.value,
+                "detail": ev.detail[:_DETAIL_MAX],
                 "delay_ms": _ms(ev.delay_s),
             }
         if isinstance(ev, RetryDenied):
@@ -385,7 +382,8 @@ class EventHub:
                 "upstream": ev.upstream,
                 "trace_id": None,
                 "request_id": None,
-                "reason": ev.reason,
+                "reason": ev.reason.value,
+                "detail": ev.detail[:_DETAIL_MAX],
             }
         if isinstance(ev, BreakerTransitioned):
             return {
@@ -415,7 +413,11 @@ class EventHub:
                 "type": "audit",
                 "ts": created,
                 "result": "durable",
-                "where": ev.where,
+                # The documented wire values: a batch an earlier write already held is
+                # "already_present", whichever target took it.
+                "where": "already_present"
+                if ev.result is WriteResult.ALREADY_PRESENT
+                else ev.target.value,
                 "topic": ev.topic,
                 "partition": ev.partition,
                 "records": ev.records,
@@ -427,6 +429,8 @@ class EventHub:
                 "type": "audit",
                 "ts": created,
                 "result": "failed",
+                "target": ev.target.value,
+                "draining": ev.draining,
                 "reason": ev.reason,
                 "detail": ev.detail[:_DETAIL_MAX],
             }
@@ -445,7 +449,7 @@ class EventHub:
         if r.upstream is None:
             return  # invalid messages never had an upstream: the dead-letter event covers them
         stats = self._stats_for(r.upstream)
-        outcome = Outcome(r.outcome)
+        outcome = r.outcome
         is_error = outcome in ERROR_OUTCOMES
         is_timeout = outcome in TIMEOUT_OUTCOMES
         latency = None if outcome in _NO_UPSTREAM_LATENCY else r.latency_s * 1000.0

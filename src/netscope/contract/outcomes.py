@@ -31,6 +31,10 @@ TIMEOUT_OUTCOMES = frozenset(
 )
 ERROR_OUTCOMES = frozenset(Outcome) - {Outcome.SUCCESS, Outcome.DUPLICATE_SKIPPED}
 REJECTED_OUTCOMES = frozenset({Outcome.REJECTED_CIRCUIT_OPEN, Outcome.REJECTED_RATE_LIMITED})
+# Outcomes whose latency says nothing about the upstream (no call was made): the latency
+# histogram and the dashboard's percentiles leave them out, so an open circuit does not pull
+# p95 down.
+NO_UPSTREAM_LATENCY_OUTCOMES = REJECTED_OUTCOMES | {Outcome.INVALID, Outcome.DUPLICATE_SKIPPED}
 
 
 class ErrorClass(StrEnum):

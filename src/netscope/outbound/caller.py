@@ -9,6 +9,11 @@ Order of the guards for each attempt, and why:
 
 Saturation (limit or bulkhead) either rejects at once or waits a bounded time, per upstream
 (``on_saturation``), as runbook INC-03 asks ("rejet explicite / file limitee").
+
+What happened is published, typed, never as prose to parse: ``AttemptFinished`` after every
+attempt, ``RetryScheduled`` before each retry, ``RetryDenied`` only for the refusals an operator
+alerts on (``RetryReason.BUDGET``, ``RetryReason.DEADLINE``), breaker transitions as
+``BreakerTransitioned``. The terminal outcome comes from ``ATTEMPT_OUTCOME``.
 """
 
 from __future__ import annotations
@@ -21,9 +26,11 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from netscope.config import UpstreamConfig
-from netscope.contract.records import Attempt, Outcome
+from netscope.contract.outcomes import ATTEMPT_OUTCOME, ErrorClass, Outcome
+from netscope.contract.records import Attempt
 from netscope.contract.request import CallRequest
 from netscope.observability.events import (
+    AttemptFinished,
     BreakerTransitioned,
     EventBus,
     RetryDenied,
@@ -35,16 +42,10 @@ from netscope.resilience.budget import RetryBudget, RetryBudgetConfig
 from netscope.resilience.bulkhead import Bulkhead
 from netscope.resilience.clock import Clock, SystemClock
 from netscope.resilience.limiter import TokenBucket
-from netscope.resilience.retry import FailedAttempt, RetryPolicy, decide
+from netscope.resilience.retry import FailedAttempt, RetryPolicy, RetryReason, decide
 
-_ERROR_OUTCOME = {
-    "timeout_connect": Outcome.TIMEOUT_CONNECT,
-    "timeout_read": Outcome.TIMEOUT_READ,
-    "connect_error": Outcome.CONNECT_ERROR,
-    "connection_reset": Outcome.CONNECT_ERROR,
-    "protocol_error": Outcome.PROTOCOL_ERROR,
-    "response_too_large": Outcome.PROTOCOL_ERROR,
-}
+# The refusals an operator alerts on (retries_denied_total); the others are the policy working.
+_ALERTED_DENIALS = frozenset({RetryReason.BUDGET, RetryReason.DEADLINE})
 
 
 def _time_out(slot: asyncio.Future[None]) -> None:
@@ -57,7 +58,7 @@ class CallResult:
     outcome: Outcome
     attempts: list[Attempt] = field(default_factory=list)
     status: int | None = None
-    error_class: str | None = None
+    error_class: ErrorClass | None = None  # None when the status says it all
     detail: str | None = None
     upstream_time_s: float = 0.0  # inside attempts and retry waits: not NetScope's overhead
     queued_s: float = 0.0  # waiting for a rate-limit token or a bulkhead slot: not overhead
@@ -180,7 +181,7 @@ class UpstreamGuard:
         except Exception as exc:  # a bug here must still end in an audited outcome
             return CallResult(
                 Outcome.PROTOCOL_ERROR,
-                error_class="internal_error",
+                error_class=ErrorClass.INTERNAL_ERROR,
                 detail=f"{type(exc).__name__}: {exc}"[:300],
             )
         finally:
@@ -202,20 +203,22 @@ class UpstreamGuard:
             remaining = deadline - self.clock.monotonic()
             if remaining <= 0:
                 result.outcome = Outcome.DEADLINE_EXCEEDED
-                result.error_class = "deadline_exceeded"
+                result.error_class = ErrorClass.DEADLINE_EXCEEDED
                 break
             if not await self._admit_rate(deadline, result):
-                result.outcome, result.error_class = Outcome.REJECTED_RATE_LIMITED, "rate_limited"
+                result.outcome = Outcome.REJECTED_RATE_LIMITED
+                result.error_class = ErrorClass.RATE_LIMITED
                 break
             permit = self.breaker.try_acquire() if self.breaker_enabled else None
             if self.breaker_enabled and permit is None:
                 result.outcome = Outcome.REJECTED_CIRCUIT_OPEN
-                result.error_class = "circuit_open"
+                result.error_class = ErrorClass.CIRCUIT_OPEN
                 break
             if not await self._admit_bulkhead(deadline, result):
                 if permit is not None:
                     self.breaker.record_ignored(permit)
-                result.outcome, result.error_class = Outcome.REJECTED_RATE_LIMITED, "bulkhead_full"
+                result.outcome = Outcome.REJECTED_RATE_LIMITED
+                result.error_class = ErrorClass.BULKHEAD_FULL
                 break
             remaining = deadline - self.clock.monotonic()
             t0 = time.perf_counter()
@@ -224,6 +227,9 @@ class UpstreamGuard:
             finally:
                 self._release_bulkhead()
             t_upstream += time.perf_counter() - t0
+            self._events.publish(
+                AttemptFinished(self.name, res.status, res.error_class, res.duration_s)
+            )
             attempt = Attempt(
                 n=attempt_no,
                 started_at=res.started_at,
@@ -248,13 +254,11 @@ class UpstreamGuard:
             if res.error_class is None and res.status is not None and res.status < 400:
                 result.outcome = Outcome.SUCCESS
                 break
-            result.outcome = (
-                _ERROR_OUTCOME.get(res.error_class or "", Outcome.PROTOCOL_ERROR)
-                if res.error_class
-                else Outcome.HTTP_ERROR
-            )
-            if res.error_class == "deadline_exceeded":
-                result.outcome = Outcome.DEADLINE_EXCEEDED
+            if res.error_class is None:
+                result.outcome = Outcome.HTTP_ERROR
+            else:
+                result.outcome = ATTEMPT_OUTCOME.get(res.error_class, Outcome.PROTOCOL_ERROR)
+            if res.error_class is ErrorClass.DEADLINE_EXCEEDED:
                 break
             decision = decide(
                 self.policy,
@@ -271,8 +275,10 @@ class UpstreamGuard:
                 rand=self._rand,
             )
             if not decision.retry:
-                if decision.reason.startswith(("retry budget", "deadline")):
-                    self._events.publish(RetryDenied(upstream=self.name, reason=decision.reason))
+                if decision.reason in _ALERTED_DENIALS:
+                    self._events.publish(
+                        RetryDenied(self.name, reason=decision.reason, detail=decision.detail)
+                    )
                 break
             attempt.retry_delay_s = round(decision.delay_s, 6)
             self._events.publish(
@@ -282,6 +288,7 @@ class UpstreamGuard:
                     trace_id=req.trace.trace_id,
                     attempt=attempt_no,
                     reason=decision.reason,
+                    detail=decision.detail,
                     delay_s=decision.delay_s,
                 )
             )
@@ -305,8 +312,8 @@ class UpstreamGuard:
         # The per-try timeout fired only because the deadline clipped it: say so. Only the
         # timeout that fired counts: a genuine connect timeout stays one when just the read
         # timeout was clipped (and vice versa).
-        if (res.error_class == "timeout_read" and read_s < self.cfg.read_timeout_s) or (
-            res.error_class == "timeout_connect" and connect_s < self.cfg.connect_timeout_s
+        if (res.error_class is ErrorClass.TIMEOUT_READ and read_s < self.cfg.read_timeout_s) or (
+            res.error_class is ErrorClass.TIMEOUT_CONNECT and connect_s < self.cfg.connect_timeout_s
         ):
-            res.error_class = "deadline_exceeded"
+            res.error_class = ErrorClass.DEADLINE_EXCEEDED
         return res

@@ -2,8 +2,8 @@
 
 Thin on purpose: aiohttp does the protocol; this module only builds the request from the
 validated message (the URL is the configured ``base_url`` + the message's path, never anything
-the message chooses), bounds sizes, and turns aiohttp's exception zoo into the error classes
-the outcome enum and the metrics use: connect vs read timeouts are told apart here.
+the message chooses), bounds sizes, and turns aiohttp's exception zoo into ``ErrorClass``
+members (contract/outcomes.py): connect vs read timeouts are told apart here.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import aiohttp
 from yarl import URL
 
 from netscope.config import UpstreamConfig
+from netscope.contract.outcomes import ErrorClass
 from netscope.contract.request import CallRequest
 from netscope.resilience.retry import parse_retry_after
 
@@ -31,7 +32,7 @@ class AttemptResult:
     started_at: float  # epoch seconds
     duration_s: float
     status: int | None = None
-    error_class: str | None = None  # see Outcome / metrics: connect_error, timeout_read, ...
+    error_class: ErrorClass | None = None  # None: a whole answer arrived (see status)
     detail: str | None = None
     retry_after_s: float | None = None
 
@@ -122,30 +123,30 @@ class UpstreamClient:
                 # connection reusable, once the whole body is in.
                 limit = self.cfg.max_response_bytes
                 if not await _read_bounded(resp, req.message.method, limit):
-                    result.error_class = "response_too_large"
+                    result.error_class = ErrorClass.RESPONSE_TOO_LARGE
                     result.detail = f"response larger than max_response_bytes={limit}"
         except aiohttp.ConnectionTimeoutError:
-            result.error_class = "timeout_connect"
+            result.error_class = ErrorClass.TIMEOUT_CONNECT
         except (aiohttp.SocketTimeoutError, aiohttp.ServerTimeoutError):
-            result.error_class = "timeout_read"
+            result.error_class = ErrorClass.TIMEOUT_READ
         except aiohttp.ClientConnectorError as exc:
-            result.error_class = "connect_error"
+            result.error_class = ErrorClass.CONNECT_ERROR
             result.detail = _short(exc)
         except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
-            result.error_class = "connection_reset"
+            result.error_class = ErrorClass.CONNECTION_RESET
             result.detail = _short(exc)
         except aiohttp.ClientPayloadError as exc:
-            result.error_class = "protocol_error"
+            result.error_class = ErrorClass.PROTOCOL_ERROR
             result.detail = _short(exc)
         except aiohttp.ClientResponseError as exc:
-            result.error_class = "protocol_error"
+            result.error_class = ErrorClass.PROTOCOL_ERROR
             result.detail = _short(exc)
         except aiohttp.ClientError as exc:
-            result.error_class = "connect_error"
+            result.error_class = ErrorClass.CONNECT_ERROR
             result.detail = _short(exc)
         except TimeoutError:
             # Not a socket timeout (those are ServerTimeoutError): aiohttp's total timer.
-            result.error_class = "deadline_exceeded"
+            result.error_class = ErrorClass.DEADLINE_EXCEEDED
         except asyncio.CancelledError:
             raise
         result.duration_s = time.perf_counter() - t0

@@ -34,10 +34,12 @@ from email.utils import parsedate_to_datetime
 from enum import StrEnum
 from typing import Literal
 
+from netscope.contract.outcomes import ErrorClass
 from netscope.resilience.budget import RetryBudget
 
 __all__ = [
     "IDEMPOTENT_METHODS",
+    "RETRYABLE_ERROR_CLASSES",
     "FailedAttempt",
     "RetryDecision",
     "RetryPolicy",
@@ -51,6 +53,18 @@ __all__ = [
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 """RFC 9110 section 9.2.2: repeating these has the same effect as sending once."""
 
+RETRYABLE_ERROR_CLASSES = frozenset(
+    {
+        ErrorClass.CONNECT_ERROR,
+        ErrorClass.CONNECTION_RESET,
+        ErrorClass.TIMEOUT_CONNECT,
+        ErrorClass.TIMEOUT_READ,
+    }
+)
+"""Transport failures a new attempt can fix: what ``retry_on`` may name in the config. The
+rest either cannot change on a retry (a malformed or oversize answer), ends the call (the
+deadline) or never reached the upstream (local refusals)."""
+
 
 @dataclass(frozen=True)
 class RetryPolicy:
@@ -60,8 +74,10 @@ class RetryPolicy:
     """Backoff cap before the first retry; doubles per attempt (full jitter below it)."""
     max_backoff_s: float = 2.0
     """Upper bound of the exponential backoff cap."""
-    retry_on: frozenset[str] = frozenset({"connect_error", "timeout_connect", "timeout_read"})
-    """Transport error classes worth retrying."""
+    retry_on: frozenset[ErrorClass] = frozenset(
+        {ErrorClass.CONNECT_ERROR, ErrorClass.TIMEOUT_CONNECT, ErrorClass.TIMEOUT_READ}
+    )
+    """Transport error classes worth retrying (a status is retried by ``retry_on_statuses``)."""
     retry_on_statuses: frozenset[int] = frozenset({429, 502, 503, 504})
     """HTTP statuses worth retrying."""
     retry_after_max_s: float = 10.0
@@ -84,6 +100,11 @@ class RetryPolicy:
                 f"max_backoff_s ({self.max_backoff_s}) must be >= base_backoff_s "
                 f"({self.base_backoff_s})"
             )
+        try:
+            # Plain strings are accepted; a typo would silently never match, so refuse it.
+            object.__setattr__(self, "retry_on", frozenset(ErrorClass(c) for c in self.retry_on))
+        except ValueError as exc:
+            raise ValueError(f"retry_on: {exc}") from None
         if self.retry_non_idempotent not in ("never", "with_idempotency_key"):
             raise ValueError(
                 "retry_non_idempotent must be 'never' or 'with_idempotency_key', "
@@ -95,8 +116,8 @@ class RetryPolicy:
 class FailedAttempt:
     """What went wrong with one attempt, as classified by the I/O layer."""
 
-    error_class: str | None
-    """"connect_error", "timeout_connect", "timeout_read", "status", ... (None: status only)."""
+    error_class: ErrorClass | None
+    """What failed, None when only the status did (``HTTP_ERROR`` means the same)."""
     status: int | None = None
     """HTTP status when a response arrived."""
     retry_after_s: float | None = None
@@ -178,10 +199,10 @@ def is_retryable(policy: RetryPolicy, failure: FailedAttempt) -> bool:
 
 
 def _describe(failure: FailedAttempt) -> str:
-    if failure.status is not None and failure.error_class in (None, "status"):
+    if failure.status is not None and failure.error_class in (None, ErrorClass.HTTP_ERROR):
         return f"status {failure.status}"
     if failure.error_class is not None:
-        return failure.error_class
+        return failure.error_class.value
     return "unknown failure"
 
 

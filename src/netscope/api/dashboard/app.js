@@ -9,6 +9,9 @@
   const TRACE_RE = /^[0-9a-f]{32}$/i;
   const SERVER_FILTERS = ["upstream", "outcome", "trace_id", "request_id"];
   const STATES = ["closed", "half_open", "open", "forced_open", "forced_closed"];
+  // Both reject every call: a forced-open circuit is as open as a tripped one (metrics.py
+  // OPEN_STATES; netscope_circuit_open is 1 in both).
+  const OPEN_STATES = ["open", "forced_open"];
 
   const pageParams = new URLSearchParams(location.search);
   const token = pageParams.get("token");
@@ -266,6 +269,7 @@
     root.className = "tile";
     root.dataset.upstream = name;
     root.dataset.state = "closed";
+    root.dataset.open = "false";
     const head = document.createElement("header");
     const h = document.createElement("h3");
     h.className = "name";
@@ -302,6 +306,7 @@
     const t = tile(name);
     const s = STATES.includes(breakerState) ? breakerState : "unknown";
     t.root.dataset.state = s;
+    t.root.dataset.open = String(OPEN_STATES.includes(s));
     t.badge.dataset.state = s;
     setText(t.badge, breakerState);
   }
@@ -350,13 +355,15 @@
     return tr;
   }
 
+  // `reason` is the machine word (budget, deadline, retryable); `detail` says it for people.
   function retryRow(ev) {
-    const what = ev.denied ? `retry denied: ${ev.reason}` : `retry #${ev.attempt} in ${fmtMs(ev.delay_ms)}`;
+    const why = ev.detail || ev.reason;
+    const what = ev.denied ? `retry denied: ${why}` : `retry #${ev.attempt} in ${fmtMs(ev.delay_ms)}`;
     return row(ev, "retry", [
       [fmtTime(ev.ts), "time"],
       [ev.upstream || "–", "upstream"],
       [what, "outcome outcome-retry"],
-      [ev.denied ? "" : ev.reason, "status"],
+      [ev.denied ? "" : why, "status"],
       ["", "num"],
       [ev.denied ? "" : ev.attempt, "num"],
       [ev.trace_id || "", "id trace"],

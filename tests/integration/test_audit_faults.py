@@ -33,13 +33,14 @@ from aiokafka import TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
 from netscope.audit.batch import Batch, encode
+from netscope.audit.exactly_once import ExactlyOnce
 from netscope.audit.keys import event_hour, object_key
 from netscope.audit.spool import QUARANTINE_DIRNAME, Spool
 from netscope.audit.store import AuditStore
 from netscope.audit.writer import AuditWriter
 from netscope.contract.records import AuditRecord, KafkaPosition, Outcome
 from netscope.devservices.base import free_port
-from netscope.observability.events import EventBus
+from netscope.observability.events import EventBus, WriteResult
 from netscope.service import Service
 from netscope.tools.loadgen import LoadgenConfig, SentMessage, run_loadgen
 from netscope.tools.messages import SMALL_INVALID_KINDS
@@ -62,6 +63,9 @@ RATE_PER_S = 100.0
 # Short drain backoff cap (default 30 s) keeps the tests' heal time bounded; the semantics
 # under test (never skip, never drop, oldest first) do not depend on it.
 DRAIN_MAX_BACKOFF_S = 3.0
+# netscope_audit_writes_total series: new objects in RGW, batches appended to the spool.
+STORED = {"target": "store", "result": "created"}
+SPOOLED = {"target": "spool", "result": "created"}
 
 
 # --- helpers ----------------------------------------------------------------------------------
@@ -154,12 +158,12 @@ async def assert_exactly_once(settings: Any, topic: str, ends: dict[int, int]) -
 
 
 def committed_to_end(service: Service, topic: str, ends: dict[int, int]) -> bool:
-    committed = service.pipeline._committed
+    committed = service.pipeline.committer.committed
     return all(committed.get(TopicPartition(topic, p)) == end for p, end in ends.items())
 
 
 def committed_total(service: Service) -> int:
-    return sum(service.pipeline._committed.values())
+    return sum(service.pipeline.committer.committed.values())
 
 
 def audit_settings(tmp_path: Path, **extra: Any) -> dict[str, Any]:
@@ -178,11 +182,11 @@ async def outage_keeps_processing(service: Service, started: float, duration_s: 
     pipeline = service.pipeline
     while time.monotonic() - started < duration_s:
         before = pipeline.processed
-        spooled = metric(service, "netscope_audit_writes_total", {"where": "spool"})
+        spooled = metric(service, "netscope_audit_writes_total", SPOOLED)
         await wait_for(
             lambda before=before, spooled=spooled: (
                 pipeline.processed > before
-                and metric(service, "netscope_audit_writes_total", {"where": "spool"}) > spooled
+                and metric(service, "netscope_audit_writes_total", SPOOLED) > spooled
             ),
             timeout_s=15,
             what="the pipeline to keep processing and spooling during the outage",
@@ -263,7 +267,7 @@ async def test_rgw_killed_60s_under_load_every_message_audited_once(
         degraded = GaugeWatch(lambda: metric(service, "netscope_audit_degraded"))
         load = Load(tansu_broker.bootstrap, topic).start()
         await wait_for(
-            lambda: metric(service, "netscope_audit_writes_total", {"where": "store"}) > 0,
+            lambda: metric(service, "netscope_audit_writes_total", STORED) > 0,
             timeout_s=30,
             what="first batches in RGW",
         )
@@ -313,7 +317,7 @@ async def test_rgw_frozen_20s_timed_out_puts_applied_later_no_duplicate(
         degraded = GaugeWatch(lambda: metric(service, "netscope_audit_degraded"))
         load = Load(tansu_broker.bootstrap, topic).start()
         await wait_for(
-            lambda: metric(service, "netscope_audit_writes_total", {"where": "store"}) > 0,
+            lambda: metric(service, "netscope_audit_writes_total", STORED) > 0,
             timeout_s=30,
             what="first batches in RGW",
         )
@@ -330,7 +334,9 @@ async def test_rgw_frozen_20s_timed_out_puts_applied_later_no_duplicate(
                 what="degraded mode with spooled batches (PUTs time out)",
             )
             timeouts = metric(
-                service, "netscope_audit_write_errors_total", {"reason": "StoreTimeout"}
+                service,
+                "netscope_audit_write_errors_total",
+                {"target": "store", "reason": "StoreTimeout"},
             )
             assert timeouts > 0, "a frozen gateway shows up as write timeouts"
             await outage_keeps_processing(service, frozen_at, 20)
@@ -479,13 +485,13 @@ async def test_full_spool_pauses_consumption_nothing_dropped_resumes_after_drain
     async with running(service), httpx.AsyncClient(base_url=service.base_url) as http:
         load = Load(tansu_broker.bootstrap, topic, rate_per_s=200).start()
         await wait_for(
-            lambda: metric(service, "netscope_audit_writes_total", {"where": "store"}) > 0,
+            lambda: metric(service, "netscope_audit_writes_total", STORED) > 0,
             timeout_s=30,
             what="first batches in RGW",
         )
         rgw_faults.kill_rgw()
         await wait_for(
-            lambda: pipeline._paused_reason == "spool_full",
+            lambda: pipeline.paused_reason == "spool_full",
             timeout_s=60,
             what="ingest paused because the spool is full",
         )
@@ -503,14 +509,14 @@ async def test_full_spool_pauses_consumption_nothing_dropped_resumes_after_drain
         processed = pipeline.processed
         held_since = time.monotonic()
         while time.monotonic() - held_since < 3:
-            assert pipeline._paused_reason == "spool_full"
+            assert pipeline.paused_reason == "spool_full"
             assert pipeline.processed <= processed + pipeline.settings.kafka.max_poll_records
             await asyncio.sleep(0.2)  # pacing of the check loop
         assert load.sent > pipeline.processed, "the load keeps coming while consumption is paused"
 
         rgw_faults.start_rgw()
         await wait_for(
-            lambda: pipeline._paused_reason is None,
+            lambda: pipeline.paused_reason is None,
             timeout_s=60,
             what="consumption resumed after the drain",
         )
@@ -629,7 +635,7 @@ async def test_redelivered_batches_with_new_boundaries_are_not_doubled(rgw, rgw_
         upstreams={"payments": "http://127.0.0.1:9"},
     )
     store = AuditStore.from_config(settings.audit)
-    writer = AuditWriter(settings.audit, store, EventBus())
+    objects = ExactlyOnce.from_config(settings.audit, store)
     ts_ms = int(time.time() * 1000)
     hour = event_hour(ts_ms)
 
@@ -639,9 +645,11 @@ async def test_redelivered_batches_with_new_boundaries_are_not_doubled(rgw, rgw_
             b.add(o, _record("redelivery", 0, o, ts_ms).to_json())
         return b
 
-    assert await writer.write_exactly_once(batch(0, 10)) == "store"  # the first run
-    assert await writer.write_exactly_once(batch(0, 5)) == "already_present"  # the rerun
-    await writer.write_exactly_once(batch(5, 13))
+    assert await ExactlyOnce.from_config(settings.audit, store).write(batch(0, 10)) == (
+        WriteResult.CREATED  # the first run
+    )
+    assert await objects.write(batch(0, 5)) == WriteResult.ALREADY_PRESENT  # the rerun
+    await objects.write(batch(5, 13))
 
     counts = terminal_counts(await read_audit(settings.audit))
     assert set(counts) == {("redelivery", 0, o) for o in range(13)}
@@ -663,6 +671,7 @@ async def test_spooled_batch_starting_inside_a_rerun_object_is_not_doubled(
         upstreams={"payments": "http://127.0.0.1:9"},
     )
     store = AuditStore.from_config(settings.audit)
+    objects = ExactlyOnce.from_config(settings.audit, store)
     writer = AuditWriter(settings.audit, store, EventBus())
     ts_ms = int(time.time() * 1000)
     hour = event_hour(ts_ms)
@@ -678,12 +687,13 @@ async def test_spooled_batch_starting_inside_a_rerun_object_is_not_doubled(
         b = batch(first, end)
         meta = {"topic": "spooled", "partition": 0, "hour": hour, "first_offset": first}
         return SimpleNamespace(
-            key=writer.key_for(b), payload=encode(b.lines, compress=True), meta=meta
+            key=objects.key_for(b), payload=encode(b.lines, compress=True), meta=meta
         )
 
-    assert await writer.write_exactly_once(batch(0, 13)) == "store"  # the rerun, live
-    await writer.upload_spooled(entry(0, 5))  # the drain of the first run's spool
-    await writer.upload_spooled(entry(5, 10))
+    assert await objects.write(batch(0, 13)) == WriteResult.CREATED  # the rerun, live
+    # The drain of the first run's spool:
+    assert await writer.upload_spooled(entry(0, 5)) == WriteResult.ALREADY_PRESENT
+    assert await writer.upload_spooled(entry(5, 10)) == WriteResult.ALREADY_PRESENT
 
     counts = terminal_counts(await read_audit(settings.audit))
     assert set(counts) == {("spooled", 0, o) for o in range(13)}

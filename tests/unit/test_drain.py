@@ -1,5 +1,6 @@
 """The drainer's promise: a failing store never loses an entry, is retried with growing,
-capped backoff, and every entry is acked exactly once after its upload succeeds."""
+capped backoff, and every entry is acked exactly once after its upload succeeds. Every
+upload and every failure is a typed event on the bus (a long outage keeps counting)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,13 @@ import pytest
 
 from netscope.audit.drain import SpoolDrainer
 from netscope.audit.spool import Spool, SpoolEntry, SpoolRef
+from netscope.observability.events import (
+    AuditTarget,
+    AuditWriteFailed,
+    EventBus,
+    SpoolBatchUploaded,
+    WriteResult,
+)
 
 
 def open_spool(d: Path) -> Spool:
@@ -26,27 +34,37 @@ class FlakyStore:
         self.calls: list[str] = []
         self.objects: dict[str, bytes] = {}
 
-    async def upload(self, entry: SpoolEntry) -> None:
+    async def upload(self, entry: SpoolEntry) -> WriteResult:
         self.calls.append(entry.key)
         if self.failures > 0:
             self.failures -= 1
             raise ConnectionError("rgw down")
+        if entry.key in self.objects:
+            return WriteResult.ALREADY_PRESENT
         self.objects[entry.key] = entry.payload
+        return WriteResult.CREATED
 
 
 class Recorder:
+    """An event bus with one listener that keeps what the drainer published."""
+
     def __init__(self) -> None:
-        self.events: list[tuple[str, dict]] = []
+        self.bus = EventBus()
+        self.bus.subscribe(self._on_event)
+        self.events: list[object] = []
         self.drained = asyncio.Event()
         self.want_drained = 1
 
-    def __call__(self, name: str, fields: dict) -> None:
-        self.events.append((name, fields))
-        if name == "drained" and self.count("drained") >= self.want_drained:
+    def _on_event(self, event: object) -> None:
+        self.events.append(event)
+        if self.count(SpoolBatchUploaded) >= self.want_drained:
             self.drained.set()
 
-    def count(self, name: str) -> int:
-        return sum(1 for n, _ in self.events if n == name)
+    def count(self, kind: type) -> int:
+        return len(self.of(kind))
+
+    def of(self, kind: type) -> list:
+        return [e for e in self.events if isinstance(e, kind)]
 
 
 class FakeSleep:
@@ -78,12 +96,15 @@ async def test_drain_once_stops_at_first_failure_and_keeps_entry(tmp_path: Path)
     spool.append("k1", b"b", {})
     store = FlakyStore(failures=1)
     rec = Recorder()
-    drainer = SpoolDrainer(spool, store.upload, on_event=rec)
+    drainer = SpoolDrainer(spool, store.upload, events=rec.bus)
     assert await drainer.drain_once() == 0
     assert store.calls == ["k0"]  # did not skip ahead past the failing entry
     assert isinstance(drainer.last_error, ConnectionError)
     assert drainer.failures_total == 1
-    assert rec.events[0][0] == "upload_failed" and rec.events[0][1]["key"] == "k0"
+    (failed,) = rec.events
+    assert isinstance(failed, AuditWriteFailed)
+    assert failed.target is AuditTarget.STORE and failed.draining
+    assert (failed.reason, failed.detail) == ("ConnectionError", "rgw down")
     assert [e.key for e in spool.iter_pending()] == ["k0", "k1"]
     assert await drainer.drain_once() == 2
     assert store.calls == ["k0", "k0", "k1"]  # the SAME entry retried first
@@ -102,7 +123,7 @@ async def test_run_backs_off_growing_and_capped_then_drains_exactly_once(tmp_pat
         max_backoff_s=4.0,
         rand=lambda: 1.0,  # the top of the jitter range shows the cap itself
         sleep=sleep,
-        on_event=rec,
+        events=rec.bus,
         idle_poll_s=3600,
     )
     task = asyncio.create_task(drainer.run())
@@ -112,10 +133,10 @@ async def test_run_backs_off_growing_and_capped_then_drains_exactly_once(tmp_pat
         await task
 
     assert sleep.delays == [0.5, 1.0, 2.0, 4.0, 4.0, 4.0]
-    backoffs = [f["delay_s"] for n, f in rec.events if n == "backoff"]
-    assert backoffs == sleep.delays
+    # Every failed upload of the outage is reported, not only the first ones.
+    assert rec.count(AuditWriteFailed) == 6
     assert store.calls == ["k0"] * 7
-    assert rec.count("drained") == 1 and drainer.drained_total == 1
+    assert rec.count(SpoolBatchUploaded) == 1 and drainer.drained_total == 1
     assert drainer.failures_total == 6 and drainer.consecutive_failures == 0
     assert store.objects == {"k0": b"a"}
     spool.close()
@@ -144,9 +165,10 @@ async def test_cancel_mid_upload_keeps_entry_pending(tmp_path: Path) -> None:
     spool.append("k0", b"a", {})
     started = asyncio.Event()
 
-    async def hanging_upload(entry: SpoolEntry) -> None:
+    async def hanging_upload(entry: SpoolEntry) -> WriteResult:
         started.set()
         await asyncio.Event().wait()  # a PUT that never answers
+        raise AssertionError("unreachable")
 
     drainer = SpoolDrainer(spool, hanging_upload)
     task = asyncio.create_task(drainer.drain_once())
@@ -169,7 +191,7 @@ async def test_wake_triggers_a_pass_for_new_appends(tmp_path: Path) -> None:
     store = FlakyStore()
     rec = Recorder()
     rec.want_drained = 2
-    drainer = SpoolDrainer(spool, store.upload, on_event=rec, idle_poll_s=3600)
+    drainer = SpoolDrainer(spool, store.upload, events=rec.bus, idle_poll_s=3600)
     task = asyncio.create_task(drainer.run())
     spool.append("k0", b"a", {})
     spool.append("k1", b"b", {})
@@ -181,15 +203,34 @@ async def test_wake_triggers_a_pass_for_new_appends(tmp_path: Path) -> None:
     assert store.calls == ["k0", "k1"]
 
 
-async def test_broken_event_hook_does_not_stop_draining(tmp_path: Path) -> None:
+async def test_uploaded_event_describes_the_batch(tmp_path: Path) -> None:
+    spool, _ = Spool.open(tmp_path, free_disk_floor_bytes=0, clock=lambda: 1000.0)
+    spool.append("k0", b"abc", {"records": 3})
+    spool.append("k1", b"de", {})  # no count in the meta: 0, not a crash
+    store = FlakyStore()
+    store.objects["k1"] = b"de"  # uploaded before a crash, ack not written
+    rec = Recorder()
+    drainer = SpoolDrainer(spool, store.upload, events=rec.bus, wall=lambda: 1012.5)
+    assert await drainer.drain_once() == 2
+    assert [
+        (e.key, e.records, e.bytes, e.result, e.spooled_for_s) for e in rec.of(SpoolBatchUploaded)
+    ] == [
+        ("k0", 3, 3, WriteResult.CREATED, 12.5),
+        ("k1", 0, 2, WriteResult.ALREADY_PRESENT, 12.5),
+    ]
+
+
+async def test_broken_event_listener_does_not_stop_draining(tmp_path: Path) -> None:
     spool = open_spool(tmp_path)
     spool.append("k0", b"a", {})
+    bus = EventBus()
 
-    def hook(name: str, fields: dict) -> None:
+    def listener(event: object) -> None:
         raise RuntimeError("metrics exploded")
 
+    bus.subscribe(listener)
     store = FlakyStore()
-    assert await SpoolDrainer(spool, store.upload, on_event=hook).drain_once() == 1
+    assert await SpoolDrainer(spool, store.upload, events=bus).drain_once() == 1
     assert spool.stats().pending_entries == 0
 
 
@@ -206,9 +247,12 @@ async def test_ack_failure_is_retried_not_lost(tmp_path: Path) -> None:
 
     spool.ack = flaky_ack  # type: ignore[method-assign]
     store = FlakyStore()
-    drainer = SpoolDrainer(spool, store.upload)
+    rec = Recorder()
+    drainer = SpoolDrainer(spool, store.upload, events=rec.bus)
     assert await drainer.drain_once() == 0
     assert isinstance(drainer.last_error, OSError)
+    (failed,) = rec.of(AuditWriteFailed)
+    assert (failed.target, failed.reason, failed.draining) == (AuditTarget.SPOOL, "OSError", True)
     assert spool.stats().pending_entries == 1
     # Re-upload of the same key is what the idempotent store turns into a 412.
     assert await drainer.drain_once() == 1
@@ -230,11 +274,15 @@ async def test_spool_read_error_backs_off_instead_of_killing_run(tmp_path: Path)
     spool.iter_pending = flaky_iter  # type: ignore[method-assign]
     rec = Recorder()
     sleep = FakeSleep()
-    drainer = SpoolDrainer(spool, FlakyStore().upload, sleep=sleep, on_event=rec, rand=lambda: 1.0)
+    drainer = SpoolDrainer(
+        spool, FlakyStore().upload, sleep=sleep, events=rec.bus, rand=lambda: 1.0
+    )
     task = asyncio.create_task(drainer.run())
     await rec.drained.wait()
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
     assert sleep.delays == [0.5]
-    assert rec.events[0][0] == "upload_failed" and rec.events[0][1]["key"] is None
+    failed = rec.events[0]
+    assert isinstance(failed, AuditWriteFailed)
+    assert (failed.target, failed.reason, failed.draining) == (AuditTarget.SPOOL, "OSError", True)

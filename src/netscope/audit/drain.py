@@ -5,29 +5,37 @@ without ever giving an entry up. Every upload failure is treated as "retry later
 store that says 403 today may be fixed tomorrow; dropping would break the audit promise),
 the oldest pending entry is retried first so nothing is skipped, and retries back off
 exponentially with full jitter so a dead store is not hammered. Uploads must be
-idempotent (deterministic key, ``If-None-Match: *``, 412 counts as success): a timed-out
-PUT may still be applied by RGW, and an entry uploaded just before a crash is uploaded
-again after restart because its ack had not been written yet.
+idempotent (the writer's ``upload_spooled``: deterministic key, ``If-None-Match: *``, a
+taken key deduped as in audit/exactly_once.py): a timed-out PUT may still be applied by RGW,
+and an entry uploaded just before a crash is uploaded again after restart because its ack
+had not been written yet.
 
-Instrumentation is a hook (``on_event``) so this module knows nothing about Prometheus or
-logging.
+Instrumentation is typed events on the bus (``SpoolBatchUploaded`` after each upload,
+``AuditWriteFailed`` with ``draining=True`` for each failure), so this module knows nothing
+about Prometheus or logging, and a long store outage keeps counting as write errors.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import random
+import time
 from collections.abc import Awaitable, Callable, Iterator
 
 from netscope.audit.spool import Spool, SpoolEntry
+from netscope.observability.events import (
+    AuditTarget,
+    AuditWriteFailed,
+    EventBus,
+    SpoolBatchUploaded,
+    WriteResult,
+)
 
 __all__ = ["SpoolDrainer"]
 
-_log = logging.getLogger(__name__)
-
 _DONE = object()
+_DETAIL_MAX = 300
 
 
 class SpoolDrainer:
@@ -36,14 +44,15 @@ class SpoolDrainer:
     def __init__(
         self,
         spool: Spool,
-        upload: Callable[[SpoolEntry], Awaitable[None]],
+        upload: Callable[[SpoolEntry], Awaitable[WriteResult]],
         *,
+        events: EventBus | None = None,
         initial_backoff_s: float = 0.5,
         max_backoff_s: float = 30.0,
         rand: Callable[[], float] = random.random,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-        on_event: Callable[[str, dict], None] | None = None,
         idle_poll_s: float = 5.0,
+        wall: Callable[[], float] = time.time,
     ) -> None:
         if initial_backoff_s <= 0 or max_backoff_s < initial_backoff_s:
             raise ValueError("need 0 < initial_backoff_s <= max_backoff_s")
@@ -53,7 +62,8 @@ class SpoolDrainer:
         self._max_backoff_s = max_backoff_s
         self._rand = rand
         self._sleep = sleep
-        self._on_event = on_event
+        self._events = events
+        self._wall = wall  # the spool stamps entries with wall time (appended_at)
         # Safety net for appends nobody called wake() for; wake() is the fast path.
         self._idle_poll_s = idle_poll_s
         self._wake = asyncio.Event()
@@ -91,32 +101,15 @@ class SpoolDrainer:
                 except Exception as exc:
                     # A disk error must not kill the drainer: back off and rescan.
                     reading = False
-                    self._failed(None, exc)
+                    self._failed(AuditTarget.SPOOL, exc)
                     return count
                 reading = False
                 if entry is _DONE:
                     return count
                 assert isinstance(entry, SpoolEntry)
-                try:
-                    await self._upload(entry)
-                    await asyncio.to_thread(self._spool.ack, entry.ref)
-                except Exception as exc:
-                    self._failed(entry, exc)
+                if not await self._move(entry):
                     return count
                 count += 1
-                self.drained_total += 1
-                self.consecutive_failures = 0
-                self._emit(
-                    "drained",
-                    {
-                        "key": entry.key,
-                        "segment": entry.ref.segment,
-                        "offset": entry.ref.offset,
-                        "bytes": len(entry.payload),
-                        "appended_at": entry.appended_at,
-                        "meta": entry.meta,
-                    },
-                )
                 del entry  # keep at most one payload alive between iterations
         finally:
             # A cancelled to_thread leaves next() running in its thread; closing the
@@ -124,20 +117,44 @@ class SpoolDrainer:
             if not reading:
                 _close(it)
 
-    def _failed(self, entry: SpoolEntry | None, exc: Exception) -> None:
-        """entry is None when reading the spool itself failed."""
+    async def _move(self, entry: SpoolEntry) -> bool:
+        """Upload one entry, then ack it; False (reported) if either failed."""
+        try:
+            result = await self._upload(entry)
+        except Exception as exc:
+            self._failed(AuditTarget.STORE, exc)
+            return False
+        try:
+            await asyncio.to_thread(self._spool.ack, entry.ref)
+        except Exception as exc:
+            # Uploaded but not acked: the entry is uploaded again, and deduped by its key.
+            self._failed(AuditTarget.SPOOL, exc)
+            return False
+        self.drained_total += 1
+        self.consecutive_failures = 0
+        self._publish(
+            SpoolBatchUploaded(
+                key=entry.key,
+                records=int(entry.meta.get("records", 0)),
+                bytes=len(entry.payload),
+                result=result,
+                spooled_for_s=max(0.0, self._wall() - entry.appended_at),
+            )
+        )
+        return True
+
+    def _failed(self, target: AuditTarget, exc: Exception) -> None:
+        """``target``: STORE when the upload failed, SPOOL when reading or acking did."""
         self.failures_total += 1
         self.consecutive_failures += 1
         self.last_error = exc
-        self._emit(
-            "upload_failed",
-            {
-                "key": entry.key if entry else None,
-                "segment": entry.ref.segment if entry else None,
-                "offset": entry.ref.offset if entry else None,
-                "error": repr(exc),
-                "consecutive_failures": self.consecutive_failures,
-            },
+        self._publish(
+            AuditWriteFailed(
+                target=target,
+                reason=type(exc).__name__,
+                detail=str(exc)[:_DETAIL_MAX],
+                draining=True,
+            )
         )
 
     async def run(self) -> None:
@@ -148,24 +165,15 @@ class SpoolDrainer:
             failures_before = self.failures_total
             await self.drain_once()
             if self.failures_total != failures_before:
-                delay_s = self.backoff_delay_s()
-                self._emit(
-                    "backoff",
-                    {"delay_s": delay_s, "consecutive_failures": self.consecutive_failures},
-                )
-                await self._sleep(delay_s)
+                await self._sleep(self.backoff_delay_s())
                 continue
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._idle_poll_s)
 
-    def _emit(self, name: str, fields: dict) -> None:
-        if self._on_event is None:
-            return
-        try:
-            self._on_event(name, fields)
-        except Exception:
-            # A broken metrics hook must not stop the audit from draining.
-            _log.exception("spool drainer on_event hook failed", extra={"event": name})
+    def _publish(self, event: SpoolBatchUploaded | AuditWriteFailed) -> None:
+        # The bus shields publishers from listener errors: a broken metric cannot stop a drain.
+        if self._events is not None:
+            self._events.publish(event)
 
 
 def _close(it: Iterator[SpoolEntry]) -> None:

@@ -126,7 +126,9 @@ async def main() -> None:
         await service.start()
         pipeline = service.pipeline
         run = asyncio.create_task(pipeline.run())
-        await wait_for(lambda: pipeline.kafka_ready()[0], timeout_s=60, what="assignment")
+        await wait_for(
+            lambda: bool(pipeline.status().kafka.assigned), timeout_s=60, what="assignment"
+        )
         if not args.default_gc:
             service_module._tune_gc()
         gc_clock = GcClock()

@@ -14,11 +14,13 @@ import contextlib
 import signal
 import sys
 import tempfile
+from collections import Counter
 from pathlib import Path
 
 from netscope.config import Settings, UpstreamConfig
 from netscope.devservices.base import free_port
 from netscope.devservices.kafka import BrokerConfig, TansuBroker
+from netscope.observability.events import AuditBatchDurable, CallCompleted
 from netscope.service import Service
 from netscope.tools.loadgen import LoadgenConfig, run_loadgen
 from netscope.tools.upstream_sim import SimConfig, UpstreamSim
@@ -111,7 +113,7 @@ async def run_demo(
         reporter.cancel()
         # Let NetScope catch up with what was produced, so the summary shows no loose ends.
         loop_deadline = loop.time() + 10
-        while service.pipeline.processed < sent.sent and loop.time() < loop_deadline:  # noqa: ASYNC110
+        while service.pipeline.status().processed < sent.sent and loop.time() < loop_deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.1)
         service.pipeline.request_stop()
         await pipeline_task
@@ -127,27 +129,34 @@ async def run_demo(
         await asyncio.to_thread(broker.down)
 
 
+class _Tally:
+    """The demo's own listener: outcomes and audited records, counted from events."""
+
+    def __init__(self) -> None:
+        self.outcomes: Counter[str] = Counter()
+        self.audited = 0
+
+    def __call__(self, event: object) -> None:
+        if isinstance(event, CallCompleted):
+            self.outcomes[event.record.outcome.value] += 1
+        elif isinstance(event, AuditBatchDurable):
+            self.audited += event.records
+
+
 async def _report(service: Service) -> None:
     """A line every 5 s so a terminal user sees traffic flowing without opening anything."""
-    metrics = service.pipeline.metrics
-    while True:
-        await asyncio.sleep(5)
-        by_outcome: dict[str, float] = {}
-        for metric in metrics.requests.collect():
-            for sample in metric.samples:
-                if sample.name.endswith("_total") and sample.value:
-                    outcome = sample.labels["outcome"]
-                    by_outcome[outcome] = by_outcome.get(outcome, 0) + sample.value
-        audited = sum(
-            s.value
-            for m in metrics.audit_records.collect()
-            for s in m.samples
-            if s.name.endswith("_total")
-        )
-        outcomes = ", ".join(f"{k}={int(v)}" for k, v in sorted(by_outcome.items()))
-        print(
-            f"[demo] outcomes: {outcomes or 'none yet'} | audited={int(audited)} "
-            f"| queue={service.pipeline.writer.pending_records}",
-            file=sys.stdout,
-            flush=True,
-        )
+    tally = _Tally()
+    unsubscribe = service.pipeline.events.subscribe(tally)
+    try:
+        while True:
+            await asyncio.sleep(5)
+            outcomes = ", ".join(f"{k}={v}" for k, v in sorted(tally.outcomes.items()))
+            status = service.pipeline.status()
+            print(
+                f"[demo] outcomes: {outcomes or 'none yet'} | audited={tally.audited} "
+                f"| queue={status.queue_depth}",
+                file=sys.stdout,
+                flush=True,
+            )
+    finally:
+        unsubscribe()

@@ -1,9 +1,11 @@
 """One NetScope process: the pipeline and its API on a single event loop, with signal handling.
 
 Runbook section 4 (controlled stop): the first SIGTERM/SIGINT stops fetching, drains in-flight
-work within ``pipeline.drain_timeout_s``, flushes the audit, commits and exits 0 with a summary.
-A second signal abandons what is left (it will be redelivered: nothing was committed for it)
-and exits 130.
+work within ``pipeline.drain_timeout_s``, flushes the audit within ``pipeline.flush_timeout_s``,
+commits what is durable and exits with a summary logged at warning level. Every step is bounded
+(see Pipeline.stop), so a stop ends even with the broker gone or the store down and the spool
+full. Exit codes: 0 clean; 3 when something was left (it is not committed, so Kafka redelivers
+it); 1 when the fetch loop failed; 130 on a second signal, which abandons what is left at once.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ import uvicorn
 
 from netscope.api.app import create_app, status_snapshot
 from netscope.config import Settings
-from netscope.pipeline import Pipeline, StopSummary
+from netscope.pipeline import Pipeline
+from netscope.status import StopSummary
 
 log = logging.getLogger("netscope.service")
 
@@ -132,16 +135,20 @@ class Service:
             log.exception("fetch loop failed: stopping")
             failed = True
         summary = await self.stop()
-        log.info(
-            "netscope stopped: processed=%d still_pending=%d audit_pending=%d committed=%s",
+        code = EXIT_FAILED if failed else 0 if summary.clean else EXIT_UNCLEAN
+        # Warning, whatever the outcome: the one line that says what a stop left behind must
+        # survive logging.level = "warning".
+        log.warning(
+            "netscope stopped (exit %d): processed=%d abandoned_in_flight=%d "
+            "audit_pending=%d committed=%s%s",
+            code,
             summary.processed,
             summary.abandoned,
             summary.audit_pending,
             summary.committed,
+            "" if summary.clean else "; what was not committed will be redelivered by Kafka",
         )
-        if failed:
-            return EXIT_FAILED
-        return 0 if summary.clean else EXIT_UNCLEAN
+        return code
 
     def _on_signal(self, sig: int) -> None:
         self._signals += 1
@@ -153,12 +160,13 @@ class Service:
             )
             self.pipeline.request_stop()
             return
-        status = status_snapshot(self.pipeline)
+        status = self.pipeline.status()
         log.error(
-            "second signal: forced exit; abandoned %d in-flight messages and %d unaudited "
+            "second signal: forced exit %d; abandoned %d in-flight messages and %d unaudited "
             "records (not committed: Kafka will redeliver them)",
-            self.pipeline.in_flight_messages,
-            status["queue_depth"],
+            EXIT_FORCED,
+            status.in_flight,
+            status.queue_depth,
         )
         logging.shutdown()
         os._exit(EXIT_FORCED)

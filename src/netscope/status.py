@@ -82,6 +82,17 @@ class PipelineStatus:
         }
 
 
+@dataclass(slots=True)
+class StopSummary:
+    """What a stop left behind (logged by ``netscope run``, printed by the demo)."""
+
+    processed: int
+    abandoned: int  # in flight when the drain timeout ran out: will be redelivered
+    audit_pending: int  # fetched but not durably audited: will be redelivered
+    committed: dict[str, int]
+    clean: bool
+
+
 def spool_status(stats: Any, holding: bool) -> SpoolStatus:
     """From ``Spool.stats()`` (read in a thread) and whether the writer holds a refused batch."""
     return SpoolStatus(
@@ -95,4 +106,4 @@ def spool_status(stats: Any, holding: bool) -> SpoolStatus:
     )
 
 
-__all__ = ["KafkaStatus", "PipelineStatus", "SpoolStatus", "spool_status"]
+__all__ = ["KafkaStatus", "PipelineStatus", "SpoolStatus", "StopSummary", "spool_status"]

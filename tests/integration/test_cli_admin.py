@@ -56,10 +56,10 @@ async def test_admin_cli_throttles_and_forces_breakers(tansu_broker, tmp_path: P
 
         code, out = await admin(url, "throttle", "5")
         assert code == 0, out
-        assert pipeline.ingest_limit.rate_per_s == 5
+        assert pipeline.fetcher.limiter.rate_per_s == 5
         code, out = await admin(url, "throttle", "off")
         assert code == 0, out
-        assert pipeline.ingest_limit.unlimited
+        assert pipeline.fetcher.limiter.unlimited
 
         code, out = await admin(url, "breaker", "force-open", "payments")
         assert code == 0, out
@@ -77,7 +77,7 @@ async def test_admin_cli_throttles_and_forces_breakers(tansu_broker, tmp_path: P
         assert code == 1 and "401" not in out and "wrong bearer token" in out
         code, out = await admin(url, "throttle", "5", token=None)
         assert code == 2 and "NETSCOPE_API__ADMIN_TOKEN" in out
-        assert pipeline.ingest_limit.unlimited, "refused calls changed nothing"
+        assert pipeline.fetcher.limiter.unlimited, "refused calls changed nothing"
 
 
 async def test_start_paused_holds_partitions_until_the_operator_lifts_it(
@@ -103,7 +103,8 @@ async def test_start_paused_holds_partitions_until_the_operator_lifts_it(
         async with running(Service(settings)) as service:
             pipeline = service.pipeline
             await wait_for(
-                lambda: pipeline.kafka_ready()[0] and pipeline.paused_reason is not None,
+                lambda: bool(pipeline.status().kafka.assigned)
+                and pipeline.paused_reason is not None,
                 timeout_s=60,
                 what="assignment while paused",
             )

@@ -43,7 +43,7 @@ async def sim():
 
 def committed_to_end(service: Service, ends: dict[int, int]) -> bool:
     topic = service.settings.kafka.requests_topic
-    committed = service.pipeline._committed
+    committed = service.pipeline.committer.committed
     return all(committed.get(TopicPartition(topic, p)) == end for p, end in ends.items())
 
 
@@ -267,13 +267,13 @@ async def test_rebalance_mid_stream_every_message_audited_once_revoked_queue_not
 
         first, second = service("a"), service("b")
         revokes: list[tuple[float, set[int]]] = []
-        on_revoked = first.pipeline._on_revoked
+        on_revoked = first.pipeline.committer.revoked
 
         async def recording_revoke(revoked: list[TopicPartition]) -> None:
             revokes.append((time.time(), {tp.partition for tp in revoked}))
             await on_revoked(revoked)
 
-        first.pipeline._on_revoked = recording_revoke  # type: ignore[method-assign]
+        first.pipeline.committer.revoked = recording_revoke  # type: ignore[method-assign]
 
         async def group_done() -> bool:
             return await committed_offsets(tansu_broker.bootstrap, group, topic) == ends

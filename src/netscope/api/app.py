@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException
@@ -20,8 +21,10 @@ from pydantic import BaseModel, Field
 
 from netscope import __version__
 from netscope.pipeline import Pipeline
+from netscope.status import KafkaStatus
 
 READY_PROBE_TIMEOUT_S = 2.0
+READY_PROBE_TTL_S = 2.0
 
 
 class ThrottleRequest(BaseModel):
@@ -32,30 +35,54 @@ class ThrottleRequest(BaseModel):
 
 
 def status_snapshot(pipeline: Pipeline) -> dict[str, Any]:
-    """What an operator (and the dashboard) needs to see at once."""
-    spool = pipeline.spool.stats()
-    lag = sum(
-        sample.value
-        for metric in pipeline.metrics.consumer_lag.collect()
-        for sample in metric.samples
-    )
-    return {
-        "instance_id": pipeline.settings.instance_id,
-        "queue_depth": pipeline.writer.pending_records,
-        "queue_capacity": pipeline.settings.pipeline.queue_depth,
-        "consumer_lag": int(lag),
-        "paused_reason": pipeline.paused_reason,
-        "ingest_rate_per_s": pipeline.ingest_limit.rate_per_s,
-        "audit_degraded": pipeline.writer.degraded,
-        "audit_store": pipeline.store.description,
-        "spool_bytes": spool.bytes,
-        "spool_pending_entries": spool.pending_entries,
-        "spool_oldest_age_s": spool.oldest_pending_age_s,
-        "spool_free_disk_bytes": spool.free_disk_bytes,
-        "spool_full": spool.full or pipeline.writer.spool_full,
-        "processed": pipeline.processed,
-        "breakers": {name: str(g.breaker.state) for name, g in pipeline.guards.items()},
-    }
+    """What an operator (and the dashboard) needs to see at once: the pipeline's read model."""
+    return pipeline.status().to_dict()
+
+
+def kafka_check(kafka: KafkaStatus) -> tuple[bool, str]:
+    """Ready when the group has given this process its (possibly empty) assignment and the
+    broker still answers: aiokafka keeps an assignment after the broker is gone."""
+    if not kafka.connected:
+        return False, "consumer not started"
+    if not kafka.joined:
+        return False, "consumer has not joined its group yet"
+    if not kafka.broker_reachable:
+        return False, kafka.broker_detail
+    if not kafka.assigned:
+        # More instances than partitions: this one is idle by design, and healthy.
+        return True, "joined, no partition assigned (more instances than partitions?)"
+    return True, f"{len(kafka.assigned)} partitions assigned"
+
+
+class StoreProbe:
+    """The readiness probe of the audit store, cached for ``ttl_s`` and single-flight, so a
+    scrape storm or many load-balancer checks do not each send a signed request to RGW."""
+
+    def __init__(self, probe: Callable[[], Awaitable[None]], ttl_s: float = READY_PROBE_TTL_S):
+        self._probe = probe
+        self._ttl_s = ttl_s
+        self._at = -float("inf")
+        self._result: tuple[bool, str] = (False, "not probed yet")
+        self._running: asyncio.Future[tuple[bool, str]] | None = None
+        self.probes = 0  # signed requests actually sent
+
+    async def check(self) -> tuple[bool, str]:
+        if time.monotonic() - self._at < self._ttl_s:
+            return self._result
+        if self._running is None or self._running.done():
+            self._running = asyncio.ensure_future(self._run())
+        # Shielded: a client that hangs up must not cancel the probe the others wait for.
+        return await asyncio.shield(self._running)
+
+    async def _run(self) -> tuple[bool, str]:
+        self.probes += 1
+        try:
+            await asyncio.wait_for(self._probe(), READY_PROBE_TIMEOUT_S)
+            self._result = (True, "answers a signed request")
+        except Exception as exc:
+            self._result = (False, f"{type(exc).__name__}: {exc}"[:300])
+        self._at = time.monotonic()
+        return self._result
 
 
 def create_app(pipeline: Pipeline, *, hub: Any | None = None) -> FastAPI:
@@ -78,25 +105,27 @@ def create_app(pipeline: Pipeline, *, hub: Any | None = None) -> FastAPI:
     async def live() -> dict[str, Any]:
         return {"status": "live", "uptime_s": round(time.time() - pipeline.started_at, 1)}
 
+    store_probe = StoreProbe(pipeline.store.probe)
+    app.state.store_probe = store_probe
+
     @app.get("/health/ready", tags=["health"])
     async def ready() -> JSONResponse:
+        status = pipeline.status()
         checks: dict[str, dict[str, Any]] = {}
-        ok, detail = pipeline.kafka_ready()
-        checks["kafka"] = {"ok": ok, "detail": detail}
-        try:
-            await asyncio.wait_for(pipeline.store.probe(), READY_PROBE_TIMEOUT_S)
-            checks["audit_store"] = {"ok": True, "detail": pipeline.store.description}
-        except Exception as exc:
-            checks["audit_store"] = {
-                "ok": False,
-                "detail": f"{pipeline.store.description}: {type(exc).__name__}: {exc}"[:300],
-            }
+        ok, detail = kafka_check(status.kafka)
+        checks["kafka"] = {
+            "ok": ok,
+            "detail": detail,
+            "assigned_partitions": len(status.kafka.assigned),
+        }
+        ok, detail = await store_probe.check()
+        checks["audit_store"] = {"ok": ok, "detail": f"{status.audit_store}: {detail}"}
         try:
             generate_latest(pipeline.metrics.registry)
             checks["metrics"] = {"ok": True, "detail": "renders"}
         except Exception as exc:
             checks["metrics"] = {"ok": False, "detail": f"{type(exc).__name__}: {exc}"}
-        spool_full = pipeline.writer.spool_full or pipeline.spool.stats().full
+        spool_full = status.spool.full
         checks["audit_spool"] = {
             "ok": not spool_full,
             "detail": "full: consumption paused" if spool_full else "has room",
@@ -106,7 +135,7 @@ def create_app(pipeline: Pipeline, *, hub: Any | None = None) -> FastAPI:
             "status": "ready" if not failing else "not_ready",
             "failing": failing,
             "checks": checks,
-            "degraded": pipeline.writer.degraded,
+            "degraded": status.audit_degraded,
         }
         return JSONResponse(body, status_code=200 if not failing else 503)
 
@@ -124,7 +153,7 @@ def create_app(pipeline: Pipeline, *, hub: Any | None = None) -> FastAPI:
     async def throttle(body: ThrottleRequest) -> dict[str, Any]:
         """Runbook INC-01 step 4: reduce the incoming rate temporarily (or lift it)."""
         pipeline.set_ingest_rate(body.rate_per_s)
-        return {"ingest_rate_per_s": pipeline.ingest_limit.rate_per_s}
+        return {"ingest_rate_per_s": status_snapshot(pipeline)["ingest_rate_per_s"]}
 
     @admin.get("/breakers")
     async def breakers() -> dict[str, Any]:

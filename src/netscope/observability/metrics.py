@@ -7,24 +7,48 @@ the name); docs/metrics.md maps the runbook's names onto them.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from netscope.contract.records import Outcome
+from netscope.contract.outcomes import (
+    ERROR_OUTCOMES,
+    NO_UPSTREAM_LATENCY_OUTCOMES,
+    TIMEOUT_KIND,
+    ErrorClass,
+    ErrorOrigin,
+    Outcome,
+    error_origin,
+    status_class,
+)
 from netscope.observability.events import (
+    AttemptFinished,
     AuditBatchDurable,
+    AuditTarget,
     AuditWriteFailed,
     BackpressureChanged,
     BreakerTransitioned,
     CallCompleted,
+    CommitFailed,
     DegradedModeChanged,
+    IngestRateChanged,
     MessageDeadLettered,
+    MessageSkipped,
+    OffsetsCommitted,
+    PartitionsAssigned,
+    PartitionsRevoked,
+    PauseReason,
     RetryDenied,
     RetryScheduled,
+    SpoolBatchUploaded,
+    StatusSampled,
+    WriteResult,
 )
+from netscope.resilience.breaker import BreakerState
+from netscope.resilience.retry import RetryReason
 
 LATENCY_BUCKETS_S = (
     0.001,
@@ -46,13 +70,35 @@ DURABLE_BUCKETS_S = (
     0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0,
 )
 OVERHEAD_BUCKETS_S = (0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5)
-BREAKER_STATES = ("closed", "open", "half_open", "forced_open", "forced_closed")
-# Attempt error class -> the `kind` label of netscope_timeouts_total.
-_TIMEOUT_KIND = {
-    "timeout_connect": "connect",
-    "timeout_read": "read",
-    "deadline_exceeded": "deadline",
+# The netscope_audit_writes_total series that can occur (a spool append is always new).
+_AUDIT_WRITE_SERIES = (
+    (AuditTarget.STORE, WriteResult.CREATED),
+    (AuditTarget.STORE, WriteResult.ALREADY_PRESENT),
+    (AuditTarget.SPOOL, WriteResult.CREATED),
+)
+BREAKER_STATES = tuple(s.value for s in BreakerState)  # spelled once, by the breaker
+OPEN_STATES = frozenset({BreakerState.OPEN.value, BreakerState.FORCED_OPEN.value})
+"""The circuit rejects every call in both: whatever asks "is it open" must count forced_open."""
+INVALID_UPSTREAM = "(invalid)"  # invalid messages name no usable upstream
+_NO_UPSTREAM_LATENCY = NO_UPSTREAM_LATENCY_OUTCOMES
+# The error class of a terminal outcome whose record names none (a final HTTP status).
+_ERROR_CLASS_NAMES = frozenset(c.value for c in ErrorClass)
+_OUTCOME_CLASS: dict[Outcome, ErrorClass] = {
+    **{o: ErrorClass(o.value) for o in ERROR_OUTCOMES if o.value in _ERROR_CLASS_NAMES},
+    Outcome.REJECTED_CIRCUIT_OPEN: ErrorClass.CIRCUIT_OPEN,
+    Outcome.REJECTED_RATE_LIMITED: ErrorClass.RATE_LIMITED,
 }
+# Series the runbook alerts read, exported at 0 per upstream so they never say "no data".
+_UPSTREAM_ERROR_CLASSES = tuple(
+    c for c in ErrorClass if error_origin(c) is ErrorOrigin.UPSTREAM
+)
+_ANSWER_CLASSES = ("2xx", "3xx", "4xx", "5xx")
+_ALERTED_DENIALS = (RetryReason.BUDGET, RetryReason.DEADLINE)
+
+
+# requests child, errors child (None: not an error), latency child (None: not observed),
+# whether the overhead histogram observes it.
+_CallChildren = tuple[Any, Any | None, Any | None, bool]
 
 
 class Metrics:
@@ -66,8 +112,15 @@ class Metrics:
         )
         self.errors = Counter(
             "netscope_errors_total",
-            "Terminal outcomes other than success, by upstream and error class.",
-            ["upstream", "error_class"],
+            "Terminal error outcomes, by upstream, error class and origin (upstream, local, "
+            "input): the runbook's error ratio counts origin=upstream.",
+            ["upstream", "error_class", "origin"],
+            registry=r,
+        )
+        self.upstream_responses = Counter(
+            "netscope_upstream_responses_total",
+            "Attempts the upstream answered, by HTTP status class (retried answers included).",
+            ["upstream", "status_class"],
             registry=r,
         )
         self.timeouts = Counter(
@@ -87,7 +140,8 @@ class Metrics:
         )
         self.latency = Histogram(
             "netscope_request_duration_seconds",
-            "Consume-to-outcome latency of a message, retries included, by upstream.",
+            "Consume-to-outcome latency of a message, retries included, by upstream; "
+            "rejections, invalid and skipped messages are not observed.",
             ["upstream"],
             buckets=LATENCY_BUCKETS_S,
             registry=r,
@@ -104,6 +158,12 @@ class Metrics:
             ["upstream", "state"],
             registry=r,
         )
+        self.circuit_open = Gauge(
+            "netscope_circuit_open",
+            "1 while the circuit rejects every call (state open or forced_open), else 0.",
+            ["upstream"],
+            registry=r,
+        )
         self.circuit_transitions = Counter(
             "netscope_circuit_transitions_total",
             "Circuit breaker transitions.",
@@ -112,8 +172,9 @@ class Metrics:
         )
         self.audit_writes = Counter(
             "netscope_audit_writes_total",
-            "Audit batches made durable, by where (store, already_present, spool).",
-            ["where"],
+            "Audit batches written, by target (store, spool) and result (created, "
+            "already_present); the drainer's uploads of spooled batches count as store.",
+            ["target", "result"],
             registry=r,
         )
         self.audit_records = Counter(
@@ -121,10 +182,14 @@ class Metrics:
         )
         self.audit_write_errors = Counter(
             "netscope_audit_write_errors_total",
-            "Failed audit object writes, by error class.",
-            ["reason"],
+            "Failed audit writes (the drainer's included), by target and error class.",
+            ["target", "reason"],
             registry=r,
         )
+        # "RGW is being written" and its alerts need these series before the first write.
+        for target, result in _AUDIT_WRITE_SERIES:
+            self.audit_writes.labels(target.value, result.value)
+        self.audit_write_errors.labels(AuditTarget.STORE.value, "StoreTimeout")
         self.audit_write_latency = Histogram(
             "netscope_audit_write_duration_seconds",
             "Time to make one audit batch durable.",
@@ -154,7 +219,9 @@ class Metrics:
             ["reason"],
             registry=r,
         )
-        # Sampled gauges, set by the pipeline's sampler.
+        for reason in PauseReason:  # alerts on a pause need the series before the first one
+            self.paused.labels(reason.value).set(0)
+        # Sampled gauges, set from the pipeline's StatusSampled event (each second).
         self.queue_depth = Gauge(
             "netscope_queue_depth",
             "Messages consumed but not yet durably audited (the bounded internal queue).",
@@ -168,7 +235,7 @@ class Metrics:
         )
         self.consumer_lag = Gauge(
             "netscope_consumer_lag",
-            "High watermark minus committed offset, per assigned partition.",
+            "Broker end offset minus committed offset, per assigned partition.",
             ["topic", "partition"],
             registry=r,
         )
@@ -232,16 +299,12 @@ class Metrics:
             "netscope_start_time_seconds", "Unix time the process started.", registry=r
         )
         self.started.set(time.time())
-        self._per_call: dict[tuple[str, Outcome], tuple[Any, Any]] = {}
-
-    def sample_spool(self, stats: Any, refusing: bool) -> None:
-        self.spool_bytes.set(stats.bytes)
-        self.spool_segments.set(stats.segments)
-        self.spool_pending.set(stats.pending_entries)
-        self.spool_oldest_age.set(stats.oldest_pending_age_s or 0.0)
-        self.spool_free_disk.set(stats.free_disk_bytes)
-        self.spool_full.set(1 if (stats.full or refusing) else 0)
-        self.spool_quarantined.set(stats.quarantined_segments)
+        self._lag_labels: set[tuple[str, str]] = set()
+        # labels() takes a lock and builds a key: on the per-call and per-attempt paths the
+        # children are resolved once per label combination and kept here.
+        self._per_call: dict[tuple[str, Outcome, ErrorClass | None], _CallChildren] = {}
+        self._per_timeout: dict[tuple[str, str], Any] = {}
+        self._per_answer: dict[tuple[str, int], Any] = {}
 
     def init_upstream(
         self, name: str, state: str = "closed", in_flight: Callable[[], float] | None = None
@@ -253,9 +316,16 @@ class Metrics:
         """
         for outcome in Outcome:
             self.requests.labels(name, outcome.value)
-        for kind in _TIMEOUT_KIND.values():
-            self.timeouts.labels(name, kind)
+        for error_class in _UPSTREAM_ERROR_CLASSES:
+            self.errors.labels(name, error_class.value, ErrorOrigin.UPSTREAM.value)
+        for answer in _ANSWER_CLASSES:
+            self.upstream_responses.labels(name, answer)
+        for kind in TIMEOUT_KIND.values():
+            self.timeouts.labels(name, kind.value)
         self.retries.labels(name)
+        for reason in _ALERTED_DENIALS:
+            self.retries_denied.labels(name, reason.value)
+        self.latency.labels(name)
         if in_flight is not None:
             self.in_flight.labels(name).set_function(in_flight)
         else:
@@ -265,58 +335,94 @@ class Metrics:
     def set_circuit_state(self, upstream: str, state: str) -> None:
         for s in BREAKER_STATES:
             self.circuit_state.labels(upstream, s).set(1 if s == state else 0)
+        self.circuit_open.labels(upstream).set(1 if state in OPEN_STATES else 0)
 
     def on_event(self, event: Any) -> None:
         handler: Callable[[Any], None] | None = self._handlers.get(type(event))
         if handler is not None:
             handler(self, event)
 
+    def _call_children(
+        self, upstream: str, outcome: Outcome, error_class: ErrorClass | None
+    ) -> _CallChildren:
+        errors = None
+        if outcome in ERROR_OUTCOMES:
+            cls = error_class or _OUTCOME_CLASS.get(outcome, ErrorClass.INTERNAL_ERROR)
+            errors = self.errors.labels(upstream, cls.value, error_origin(cls).value)
+        latency = None if outcome in _NO_UPSTREAM_LATENCY else self.latency.labels(upstream)
+        return (
+            self.requests.labels(upstream, outcome.value),
+            errors,
+            latency,
+            outcome is not Outcome.INVALID,
+        )
+
     def _call_completed(self, ev: CallCompleted) -> None:
         rec = ev.record
-        upstream = rec.upstream or "(invalid)"  # invalid messages name no usable upstream
-        children = self._per_call.get((upstream, rec.outcome))
+        upstream = rec.upstream or INVALID_UPSTREAM
+        key = (upstream, rec.outcome, rec.error_class)
+        children = self._per_call.get(key)
         if children is None:
-            # labels() takes a lock and builds a key: resolve the children once per pair.
-            children = self._per_call[(upstream, rec.outcome)] = (
-                self.requests.labels(upstream, rec.outcome.value),
-                self.latency.labels(upstream),
-            )
-        requests, latency = children
+            children = self._per_call[key] = self._call_children(*key)
+        requests, errors, latency, overhead = children
         requests.inc()
-        if rec.outcome is not Outcome.SUCCESS:
-            self.errors.labels(upstream, rec.error_class or rec.outcome.value).inc()
+        if errors is not None:
+            errors.inc()
         for attempt in rec.attempts:
-            kind = _TIMEOUT_KIND.get(attempt.error_class or "")
-            if kind:
-                self.timeouts.labels(upstream, kind).inc()
+            kind = TIMEOUT_KIND.get(attempt.error_class)
+            if kind is not None:
+                self._timeout(upstream, kind.value)
         # A deadline that ran out between attempts (or while queued) has no attempt of its own.
         if rec.outcome is Outcome.DEADLINE_EXCEEDED and not any(
-            a.error_class == "deadline_exceeded" for a in rec.attempts
+            a.error_class is ErrorClass.DEADLINE_EXCEEDED for a in rec.attempts
         ):
-            self.timeouts.labels(upstream, "deadline").inc()
-        if rec.outcome is not Outcome.INVALID:
+            self._timeout(upstream, "deadline")
+        if latency is not None:
             latency.observe(rec.latency_s)
+        if overhead:  # a rejection is NetScope's own time, all of it: it counts here
             self.overhead.observe(max(0.0, rec.latency_s - rec.queued_s - ev.upstream_time_s))
+
+    def _timeout(self, upstream: str, kind: str) -> None:
+        child = self._per_timeout.get((upstream, kind))
+        if child is None:
+            child = self._per_timeout[(upstream, kind)] = self.timeouts.labels(upstream, kind)
+        child.inc()
+
+    def _attempt_finished(self, ev: AttemptFinished) -> None:
+        if ev.status is None:
+            return  # no answer: the error class says why (timeouts_total, errors_total)
+        key = (ev.upstream, ev.status)
+        child = self._per_answer.get(key)
+        if child is None:
+            child = self._per_answer[key] = self.upstream_responses.labels(
+                ev.upstream, status_class(ev.status)
+            )
+        child.inc()
 
     def _retry(self, ev: RetryScheduled) -> None:
         self.retries.labels(ev.upstream).inc()
 
     def _retry_denied(self, ev: RetryDenied) -> None:
-        reason = "budget" if "budget" in ev.reason else "deadline"
-        self.retries_denied.labels(ev.upstream, reason).inc()
+        self.retries_denied.labels(ev.upstream, ev.reason.value).inc()
 
     def _breaker(self, ev: BreakerTransitioned) -> None:
         self.circuit_transitions.labels(ev.upstream, ev.from_state, ev.to_state).inc()
         self.set_circuit_state(ev.upstream, ev.to_state)
 
     def _durable(self, ev: AuditBatchDurable) -> None:
-        self.audit_writes.labels(ev.where).inc()
+        self.audit_writes.labels(ev.target.value, ev.result.value).inc()
         self.audit_records.inc(ev.records)
         self.audit_write_latency.observe(ev.write_s)
         self.audit_durable_latency.observe(max(0.0, ev.created - ev.oldest_received_at))
 
+    def _spool_uploaded(self, ev: SpoolBatchUploaded) -> None:
+        # RGW is being written: the store series counts it. Its records were counted (and
+        # their latency observed) when the spool made them durable.
+        self.audit_writes.labels(AuditTarget.STORE.value, ev.result.value).inc()
+        self.spool_drained.inc()
+
     def _write_failed(self, ev: AuditWriteFailed) -> None:
-        self.audit_write_errors.labels(ev.reason).inc()
+        self.audit_write_errors.labels(ev.target.value, ev.reason).inc()
 
     def _degraded(self, ev: DegradedModeChanged) -> None:
         self.degraded.set(1 if ev.degraded else 0)
@@ -324,17 +430,62 @@ class Metrics:
     def _backpressure(self, ev: BackpressureChanged) -> None:
         self.paused.labels(ev.reason).set(1 if ev.paused else 0)
 
+    def _sampled(self, ev: StatusSampled) -> None:
+        st = ev.status
+        self.queue_depth.set(st.queue_depth)
+        self.queue_capacity.set(st.queue_capacity)
+        spool = st.spool
+        self.spool_bytes.set(spool.bytes)
+        self.spool_segments.set(spool.segments)
+        self.spool_pending.set(spool.pending_entries)
+        self.spool_oldest_age.set(spool.oldest_pending_age_s or 0.0)
+        self.spool_free_disk.set(spool.free_disk_bytes)
+        self.spool_full.set(1 if spool.full else 0)
+        self.spool_quarantined.set(spool.quarantined_segments)
+        self.assigned.set(len(st.kafka.assigned))
+        lag = {(t, str(p)): v for (t, p), v in st.kafka.lag.items()}
+        for key, value in lag.items():
+            self.consumer_lag.labels(*key).set(value)
+        for key in self._lag_labels - lag.keys():  # partitions that left this process
+            with contextlib.suppress(KeyError):
+                self.consumer_lag.remove(*key)
+        self._lag_labels = set(lag)
+
+    def _skipped(self, ev: MessageSkipped) -> None:
+        self.revoked_skipped.inc()
+
+    def _committed(self, ev: OffsetsCommitted) -> None:
+        self.commits.inc()
+
+    def _commit_failed(self, ev: CommitFailed) -> None:
+        self.commit_errors.inc()
+
+    def _partitions(self, ev: PartitionsAssigned | PartitionsRevoked) -> None:
+        self.assigned.set(ev.total)
+
+    def _rate(self, ev: IngestRateChanged) -> None:
+        self.ingest_rate_limit.set(ev.rate_per_s)
+
     def _dead_letter(self, ev: MessageDeadLettered) -> None:
         self.dead_letters.labels(ev.field.split(".")[0].split("[")[0]).inc()
 
     _handlers: dict[type, Callable[[Metrics, Any], None]] = {
         CallCompleted: _call_completed,
+        AttemptFinished: _attempt_finished,
         RetryScheduled: _retry,
         RetryDenied: _retry_denied,
         BreakerTransitioned: _breaker,
         AuditBatchDurable: _durable,
+        SpoolBatchUploaded: _spool_uploaded,
         AuditWriteFailed: _write_failed,
         DegradedModeChanged: _degraded,
         BackpressureChanged: _backpressure,
         MessageDeadLettered: _dead_letter,
+        StatusSampled: _sampled,
+        MessageSkipped: _skipped,
+        OffsetsCommitted: _committed,
+        CommitFailed: _commit_failed,
+        PartitionsAssigned: _partitions,
+        PartitionsRevoked: _partitions,
+        IngestRateChanged: _rate,
     }

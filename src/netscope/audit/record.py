@@ -1,0 +1,92 @@
+"""Pure builders of the terminal audit record of one message (docs/audit-format.md)."""
+
+from __future__ import annotations
+
+from aiokafka.structs import ConsumerRecord
+
+from netscope.contract.outcomes import ErrorClass, Outcome
+from netscope.contract.records import AuditRecord, KafkaPosition
+from netscope.contract.request import CallRequest, InvalidMessage
+from netscope.contract.traceparent import new_trace
+from netscope.outbound.caller import CallResult
+from netscope.outbound.redact import redact_path
+
+_DETAIL_MAX = 1000
+
+
+def kafka_position(record: ConsumerRecord) -> KafkaPosition:
+    key = record.key
+    return KafkaPosition(
+        topic=record.topic,
+        partition=record.partition,
+        offset=record.offset,
+        timestamp_ms=record.timestamp,
+        key=key.decode("utf-8", "replace") if key is not None else None,
+    )
+
+
+def invalid_record(
+    invalid: InvalidMessage,
+    position: KafkaPosition,
+    *,
+    received_at: float,
+    completed_at: float,
+    instance_id: str | None,
+) -> AuditRecord:
+    """An invalid message's record: what could be read of it, and why it was refused.
+
+    Without a usable traceparent it gets a fresh trace, so it can still be found by trace_id.
+    """
+    trace = invalid.trace or new_trace()
+    return AuditRecord(
+        request_id=invalid.request_id,
+        idempotency_key=None,
+        trace_id=trace.trace_id,
+        span_id=trace.span_id,
+        upstream=None,
+        method=None,
+        path=None,
+        kafka=position,
+        outcome=Outcome.INVALID,
+        received_at=received_at,
+        completed_at=completed_at,
+        latency_s=round(completed_at - received_at, 6),
+        error_class=ErrorClass.INVALID,
+        error_detail=invalid.reason[:_DETAIL_MAX],
+        instance_id=instance_id,
+    )
+
+
+def call_record(
+    req: CallRequest,
+    result: CallResult,
+    position: KafkaPosition,
+    *,
+    received_at: float,
+    completed_at: float,
+    latency_s: float,
+    queued_s: float,
+    instance_id: str | None,
+) -> AuditRecord:
+    msg = req.message
+    return AuditRecord(
+        request_id=msg.request_id,
+        idempotency_key=req.idempotency_key,
+        trace_id=req.trace.trace_id,
+        span_id=req.trace.span_id,
+        upstream=msg.upstream,
+        method=msg.method,
+        path=redact_path(msg.path),  # secret-looking query values never reach the audit
+        kafka=position,
+        outcome=result.outcome,
+        received_at=received_at,
+        completed_at=completed_at,
+        latency_s=round(latency_s, 6),
+        queued_s=round(queued_s, 6),
+        status=result.status,
+        error_class=result.error_class,
+        error_detail=result.detail,
+        attempts=result.attempts,
+        created_at=msg.created_at.isoformat() if msg.created_at else None,
+        instance_id=instance_id,
+    )

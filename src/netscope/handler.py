@@ -1,0 +1,112 @@
+"""One message, start to end: parse -> guard -> record -> publish -> hand to the audit writer.
+
+The handler never raises for bad input or a failing upstream: an invalid message is
+dead-lettered and audited as ``invalid``; a call ends in an outcome from the caller, which is
+total. The record goes to the audit writer, which makes it durable and only then lets its
+offset be committed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from netscope.audit.record import call_record, invalid_record, kafka_position
+from netscope.contract.request import CallRequest, FieldError, InvalidMessage, parse_request
+from netscope.ingest.work import Work
+from netscope.observability.events import CallCompleted, EventBus, MessageSkipped
+from netscope.outbound.caller import CallResult
+
+
+class Guard(Protocol):
+    async def call(self, req: CallRequest, consumed_at: float | None = None) -> CallResult: ...
+
+
+class RecordSink(Protocol):
+    """What the handler needs of the audit writer."""
+
+    def takes_work(self, lane: Any) -> bool: ...
+
+    def complete(self, lane: Any, record: Any) -> bool: ...
+
+
+class DeadLetters(Protocol):
+    async def publish(self, record: Any, invalid: InvalidMessage) -> None: ...
+
+
+class MessageHandler:
+    def __init__(
+        self,
+        *,
+        guards: Mapping[str, Guard],
+        max_request_bytes: Mapping[str, int],
+        max_message_bytes: int,
+        writer: RecordSink,
+        dead_letters: DeadLetters,
+        events: EventBus,
+        instance_id: str | None,
+    ) -> None:
+        self._guards = guards
+        self._max_request_bytes = max_request_bytes
+        self._max_message_bytes = max_message_bytes
+        self._writer = writer
+        self._dead_letters = dead_letters
+        self._events = events
+        self._instance_id = instance_id
+        self.processed = 0  # messages that reached a terminal outcome here
+
+    async def __call__(self, work: Work) -> None:
+        if not self._writer.takes_work(work.lane):
+            # Its partition is being (or was) revoked while it waited: calling it now would
+            # only duplicate the new owner's call, and its record would be discarded.
+            self._events.publish(MessageSkipped(work.topic, work.partition, work.record.offset))
+            return
+        t_parse = time.perf_counter()
+        parsed = self._parse(work)
+        position = kafka_position(work.record)
+        upstream_time = 0.0
+        if isinstance(parsed, InvalidMessage):
+            await self._dead_letters.publish(work.record, parsed)
+            record = invalid_record(
+                parsed,
+                position,
+                received_at=work.received_at,
+                completed_at=time.time(),
+                instance_id=self._instance_id,
+            )
+        else:
+            # Waiting behind the same key, then for a worker; parsing is work, not a wait.
+            queued_s = max(0.0, t_parse - work.dispatched)
+            result = await self._guards[parsed.upstream].call(parsed, work.consumed_mono)
+            record = call_record(
+                parsed,
+                result,
+                position,
+                received_at=work.received_at,
+                completed_at=time.time(),
+                latency_s=time.perf_counter() - work.dispatched,
+                queued_s=queued_s + result.queued_s,
+                instance_id=self._instance_id,
+            )
+            upstream_time = result.upstream_time_s
+        self.processed += 1
+        self._events.publish(CallCompleted(record, upstream_time))
+        self._writer.complete(work.lane, record)
+
+    def _parse(self, work: Work) -> CallRequest | InvalidMessage:
+        record = work.record
+        header_tp = next((v for k, v in (record.headers or ()) if k == "traceparent"), None)
+        parsed = parse_request(
+            record.value,
+            upstreams=self._guards,
+            header_traceparent=header_tp,
+            max_message_bytes=self._max_message_bytes,
+        )
+        if isinstance(parsed, CallRequest) and parsed.body_bytes is not None:
+            limit = self._max_request_bytes[parsed.upstream]
+            if len(parsed.body_bytes) > limit:
+                reason = f"{len(parsed.body_bytes)} bytes, upstream limit {limit}"
+                error = FieldError("body", reason)
+                return InvalidMessage((error,), parsed.request_id, parsed.trace)
+        return parsed

@@ -1,0 +1,147 @@
+"""The fetch loop: Kafka records -> units of work, paced by backpressure and the throttle.
+
+Every fetched record is tracked by the audit writer before it is dispatched, so its offset
+holds back the commit until its record is durable. Backpressure pauses the assigned
+partitions (the broker keeps the messages: nothing is dropped) and keeps polling while paused,
+which aiokafka needs to stay in the group. The operator's throttle (runbook INC-01 step 4)
+is a token bucket checked per record; at rate 0 it pauses ingest like backpressure does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Hashable
+from typing import Any
+
+from aiokafka import TopicPartition
+
+from netscope.ingest.flow import FlowControl
+from netscope.ingest.work import Work
+from netscope.observability.events import BackpressureChanged, EventBus, IngestRateChanged
+from netscope.resilience.clock import Clock
+from netscope.resilience.limiter import TokenBucket
+
+log = logging.getLogger(__name__)
+
+PAUSED_POLL_S = 0.05
+FETCH_TIMEOUT_MS = 100
+
+
+class Fetcher:
+    def __init__(
+        self,
+        consumer: Any,
+        *,
+        writer: Any,
+        flow: FlowControl,
+        dispatch: Callable[[Hashable, Work], None],
+        events: EventBus,
+        clock: Clock,
+        max_poll_records: int,
+        rate_per_s: float = 0.0,
+    ) -> None:
+        self._consumer = consumer
+        self._writer = writer
+        self._flow = flow
+        self._dispatch = dispatch
+        self._events = events
+        self._clock = clock
+        self._max_poll_records = max_poll_records
+        self.limiter = TokenBucket(float("inf"), 1, clock)
+        self._set_limit(rate_per_s if rate_per_s > 0 else None)
+        self._stopping = asyncio.Event()
+
+    # -- operator controls -------------------------------------------------------------------
+
+    @property
+    def paused_reason(self) -> str | None:
+        """Why consumption is paused (queue_full, spool_full, throttle), or None."""
+        return self._flow.reason
+
+    @property
+    def rate_per_s(self) -> float:
+        return self.limiter.rate_per_s
+
+    def set_rate(self, rate_per_s: float | None) -> None:
+        """Runbook INC-01 step 4: lower (0 pauses) or lift (None) the ingest rate at runtime."""
+        self._set_limit(rate_per_s)
+        self._events.publish(IngestRateChanged(self.limiter.rate_per_s))
+
+    def _set_limit(self, rate_per_s: float | None) -> None:
+        rate = float("inf") if rate_per_s is None else rate_per_s
+        burst = max(1, int(rate)) if rate not in (0, float("inf")) else 1
+        self.limiter.set_rate(rate, burst)
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Fetch until :meth:`stop`."""
+        consumer = self._consumer
+        while not self._stopping.is_set():
+            if self._backpressure():
+                await self._wait_or_stop(PAUSED_POLL_S)
+                # Keep polling while paused: aiokafka needs it to stay in the group.
+                await consumer.getmany(timeout_ms=0)
+                continue
+            room = self._flow.room(self._writer.pending_records)
+            batches = await consumer.getmany(
+                timeout_ms=FETCH_TIMEOUT_MS,
+                max_records=max(1, min(room, self._max_poll_records)),
+            )
+            limit = self.limiter
+            for tp, records in batches.items():
+                for record in records:
+                    if not limit.unlimited:  # a check, not a coroutine, per record
+                        await self._throttle()
+                    self._take(tp, record)
+
+    def on_assigned(self, assigned: list[TopicPartition]) -> None:
+        """Partitions assigned while paused start paused."""
+        if self._flow.paused and assigned:
+            self._consumer.pause(*assigned)
+
+    def _take(self, tp: TopicPartition, record: Any) -> None:
+        work = Work(
+            lane=self._writer.track(tp.topic, tp.partition, record.offset),
+            topic=tp.topic,
+            partition=tp.partition,
+            record=record,
+            received_at=time.time(),
+            consumed_mono=self._clock.monotonic(),
+            dispatched=time.perf_counter(),
+        )
+        self._dispatch(work.ordering_key, work)
+
+    def _backpressure(self) -> bool:
+        change = self._flow.update(
+            pending=self._writer.pending_records,
+            spool_full=self._writer.spool_full,
+            throttle_paused=self.limiter.paused,
+        )
+        if change is not None:
+            assigned = list(self._consumer.assignment())
+            if change.current is None:
+                self._consumer.resume(*assigned)
+            else:
+                self._consumer.pause(*assigned)
+            if change.previous is not None:
+                self._events.publish(BackpressureChanged(False, change.previous))
+            if change.current is not None:
+                self._events.publish(BackpressureChanged(True, change.current))
+        return self._flow.paused
+
+    async def _throttle(self) -> None:
+        while not self.limiter.try_acquire():
+            await self._wait_or_stop(min(self.limiter.wait_time_s(), 0.25))
+            if self._stopping.is_set():
+                return
+
+    async def _wait_or_stop(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)

@@ -47,11 +47,13 @@ AREAS = (
     ("HTTP client (baseline pays it too)", ("aiohttp", "yarl", "multidict", "aiohappyeyeballs")),
     ("Kafka client (baseline pays it too)", ("aiokafka", "kafka/")),
     ("validation", ("netscope/contract/request", "netscope/contract/traceparent", "pydantic")),
+    ("pipeline: fetch, workers, order, handler, commits",
+     ("netscope/pipeline", "netscope/ingest", "netscope/handler", "netscope/audit/commit")),
     ("audit record and batches", ("netscope/contract/records", "netscope/audit")),
     ("guards: deadline, limiter, breaker, bulkhead, retry",
      ("netscope/outbound", "netscope/resilience")),
-    ("metrics and event hub", ("netscope/observability", "netscope/api", "prometheus_client")),
-    ("pipeline: workers, order, offsets", ("netscope/pipeline", "netscope/ingest")),
+    ("metrics, logs and event hub",
+     ("netscope/observability", "netscope/api", "netscope/status", "prometheus_client")),
     ("asyncio", ("asyncio", "uvloop")),
 )
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -41,6 +40,7 @@ from netscope.observability.log_events import log_event
 from netscope.observability.metrics import Metrics
 from netscope.outbound.caller import UpstreamGuard
 from netscope.resilience.clock import SystemClock
+from netscope.runtime import bounded_step
 from netscope.status import PipelineStatus, SpoolStatus, StopSummary, spool_status
 
 log = logging.getLogger(__name__)
@@ -126,13 +126,8 @@ class Pipeline:
             clock=self.clock,
             max_poll_records=s.kafka.max_poll_records,
             rate_per_s=s.pipeline.ingest_rate_per_s,
+            start_paused=s.pipeline.start_paused,
         )
-        if s.pipeline.start_paused:
-            self.fetcher.set_rate(0.0)
-            log.warning(
-                "ingest paused at start (pipeline.start_paused): "
-                "lift with `netscope admin throttle off`"
-            )
         self.committer = OffsetCommitter(
             self._consumer,
             self.writer,
@@ -191,18 +186,18 @@ class Pipeline:
         self.fetcher.stop()
         abandoned = await self.scheduler.wait_idle(drain_timeout_s or cfg.drain_timeout_s)
         await self.scheduler.stop()
-        if not await _bounded("audit flush", self.writer.flush(), cfg.flush_timeout_s):
+        if not await bounded_step("audit flush", self.writer.flush(), cfg.flush_timeout_s):
             await self.writer.close()  # what is not durable now is redelivered, not retried
-        await _bounded("final commit", self.committer.commit(), CLOSE_STEP_TIMEOUT_S)
+        await bounded_step("final commit", self.committer.commit(), CLOSE_STEP_TIMEOUT_S)
         for task in self._background:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
         # One last pass so what was spooled during the stop goes out if the store is back.
-        await _bounded("last spool drain", self.drainer.drain_once(), CLOSE_STEP_TIMEOUT_S)
+        await bounded_step("last spool drain", self.drainer.drain_once(), CLOSE_STEP_TIMEOUT_S)
         audit_pending = self.writer.pending_records
-        await _bounded("consumer close", self._consumer.stop(), CLOSE_STEP_TIMEOUT_S)
+        await bounded_step("consumer close", self._consumer.stop(), CLOSE_STEP_TIMEOUT_S)
         self.consumer_connected = False
-        await _bounded("producer close", self._producer.stop(), CLOSE_STEP_TIMEOUT_S)
+        await bounded_step("producer close", self._producer.stop(), CLOSE_STEP_TIMEOUT_S)
         for guard in self.guards.values():
             await guard.client.close()
         self.spool.close()
@@ -257,24 +252,3 @@ class Pipeline:
                 guard.breaker.poll()
             self.events.publish(StatusSampled(self.status()))
             await asyncio.sleep(SAMPLE_INTERVAL_S)
-
-
-async def _bounded(name: str, step: Awaitable[Any], timeout_s: float) -> bool:
-    """Run one stop step within ``timeout_s``; False if it failed or ran out of time."""
-    try:
-        await asyncio.wait_for(step, timeout_s)
-    except TimeoutError:
-        log.warning("stop: %s did not finish within %.1fs; moving on", name, timeout_s)
-        return False
-    except asyncio.CancelledError:
-        task = asyncio.current_task()
-        if task is not None and task.cancelling():
-            raise  # the stop itself is cancelled
-        # A client that cancels its own work when its peer is gone (aiokafka's consumer
-        # without a broker does): the step failed, the stop goes on.
-        log.warning("stop: %s was cancelled from inside; moving on", name)
-        return False
-    except Exception as exc:
-        log.warning("stop: %s failed: %s: %s", name, type(exc).__name__, exc)
-        return False
-    return True

@@ -29,7 +29,7 @@ class KafkaStatus:
     broker_reachable: bool  # the last broker round trip succeeded recently
     broker_detail: str
     assigned: tuple[tuple[str, int], ...]
-    # Broker end offset minus committed offset per assigned partition (None before the
+    # Broker end offset minus committed offset per assigned partition (absent until the
     # first lag sample of that partition).
     lag: dict[tuple[str, int], int] = field(default_factory=dict)
 

@@ -236,6 +236,10 @@ async def test_full_spool_holds_the_batch_and_pauses_until_the_store_takes_it() 
     assert env.writer.committable() == {("t", 0): 2}
     assert env.of(AuditBatchDurable)[-1].target is AuditTarget.STORE
     assert env.store.offsets() == [0, 1]
+    # Nothing was spooled, so no drained upload will ever end degraded mode: the held
+    # batch the store took does (it stayed on for good before).
+    assert not env.writer.degraded
+    assert [e.degraded for e in env.of(DegradedModeChanged)] == [True, False]
 
 
 async def test_without_a_spool_a_failing_store_is_retried_not_dropped() -> None:

@@ -1,8 +1,10 @@
 """HTTP API on the pipeline's event loop: health, metrics, status, admin, events (FastAPI).
 
-Readiness is honest: 200 only when the Kafka consumer holds an assignment, the audit store
-answers a *signed* request, and the metrics endpoint renders; otherwise 503 with a JSON body
-naming each failing dependency. Admin endpoints need a bearer token, and are disabled (403)
+Readiness is honest: 200 only when the Kafka consumer has joined its group (an instance with no
+partition assigned is ready, and says so) and the broker answered within the last 10 s, the
+audit store answers a *signed* request (probed at most every 2 s, one probe at a time), the
+metrics endpoint renders and the spool has room; otherwise 503 with a JSON body naming each
+failing dependency. Admin endpoints need a bearer token, and are disabled (403)
 when none is configured.
 """
 

@@ -252,7 +252,12 @@ class AuditWriter:
         self.spool_full = True
         # The store may be back: try it directly before the next spool attempt.
         result = await self._try_store(batch)
-        return None if result is None else (AuditTarget.STORE, result)
+        if result is None:
+            return None
+        # With nothing spooled the drainer never writes, so this is where a store that came
+        # back while the spool refused everything ends degraded mode.
+        self._set_degraded(False, "store accepted a held batch")
+        return AuditTarget.STORE, result
 
     async def _try_store(self, batch: Batch) -> WriteResult | None:
         try:

@@ -42,7 +42,10 @@ class Fetcher:
         clock: Clock,
         max_poll_records: int,
         rate_per_s: float = 0.0,
+        start_paused: bool = False,
     ) -> None:
+        """``rate_per_s`` 0 means unlimited, as in the config; ``start_paused`` sets it to 0
+        (paused) until an operator lifts it (pipeline.start_paused)."""
         self._consumer = consumer
         self._writer = writer
         self._flow = flow
@@ -51,8 +54,9 @@ class Fetcher:
         self._clock = clock
         self._max_poll_records = max_poll_records
         self.limiter = TokenBucket(float("inf"), 1, clock)
-        self._set_limit(rate_per_s if rate_per_s > 0 else None)
         self._stopping = asyncio.Event()
+        if start_paused or rate_per_s > 0:  # a limit from the start is said, like any other
+            self.set_rate(0.0 if start_paused else rate_per_s)
 
     # -- operator controls -------------------------------------------------------------------
 

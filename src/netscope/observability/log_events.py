@@ -45,7 +45,11 @@ def _backpressure(ev: BackpressureChanged) -> None:
 
 def _rate(ev: IngestRateChanged) -> None:
     rate = ev.rate_per_s
-    log.warning("ingest rate limit set to %s", "unlimited" if rate == float("inf") else f"{rate}/s")
+    if rate == 0:
+        log.warning("ingest paused (rate 0): lift with `netscope admin throttle off` or a rate")
+    else:
+        log.warning("ingest rate limit set to %s",
+                    "unlimited" if rate == float("inf") else f"{rate}/s")
 
 
 def _assigned(ev: PartitionsAssigned) -> None:

@@ -244,6 +244,7 @@ class Metrics:
             "Current ingest throttle (+Inf = unlimited, 0 = paused).",
             registry=r,
         )
+        self.ingest_rate_limit.set(float("inf"))  # unlimited until an IngestRateChanged
         self.commits = Counter(
             "netscope_kafka_commits_total", "Offset commits that succeeded.", registry=r
         )

@@ -24,6 +24,7 @@ import random
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Any
 
 from netscope.config import UpstreamConfig
 from netscope.contract.outcomes import ATTEMPT_OUTCOME, ErrorClass, Outcome
@@ -44,6 +45,7 @@ from netscope.resilience.clock import Clock, SystemClock
 from netscope.resilience.limiter import TokenBucket
 from netscope.resilience.retry import FailedAttempt, RetryPolicy, RetryReason, decide
 
+_REFUSED: Any = object()  # _admit's "no attempt": its outcome is already on the result
 # The refusals an operator alerts on (retries_denied_total); the others are the policy working.
 _ALERTED_DENIALS = frozenset({RetryReason.BUDGET, RetryReason.DEADLINE})
 
@@ -188,115 +190,140 @@ class UpstreamGuard:
             self._in_progress -= 1
 
     async def _call(self, req: CallRequest, consumed_at: float | None) -> CallResult:
-        cfg = self.cfg
         start = self.clock.monotonic() if consumed_at is None else consumed_at
-        budget_s = cfg.deadline_s
+        budget_s = self.cfg.deadline_s
         if req.message.timeout_ms is not None:
             budget_s = min(budget_s, req.message.timeout_ms / 1000)
         deadline = start + budget_s
         result = CallResult(Outcome.SUCCESS)
         self.budget.record_request()
         attempt_no = 0
-        t_upstream = 0.0
         while True:
             attempt_no += 1
-            remaining = deadline - self.clock.monotonic()
-            if remaining <= 0:
-                result.outcome = Outcome.DEADLINE_EXCEEDED
-                result.error_class = ErrorClass.DEADLINE_EXCEEDED
+            permit = await self._admit(deadline, result)
+            if permit is _REFUSED:
                 break
-            if not await self._admit_rate(deadline, result):
-                result.outcome = Outcome.REJECTED_RATE_LIMITED
-                result.error_class = ErrorClass.RATE_LIMITED
+            res = await self._timed_attempt(req, deadline, result)
+            attempt = self._record(attempt_no, res, permit, result)
+            if result.outcome is Outcome.SUCCESS or res.error_class is ErrorClass.DEADLINE_EXCEEDED:
                 break
-            permit = self.breaker.try_acquire() if self.breaker_enabled else None
-            if self.breaker_enabled and permit is None:
-                result.outcome = Outcome.REJECTED_CIRCUIT_OPEN
-                result.error_class = ErrorClass.CIRCUIT_OPEN
+            delay_s = self._retry_delay(req, attempt_no, res, deadline, budget_s)
+            if delay_s is None:
                 break
-            if not await self._admit_bulkhead(deadline, result):
-                if permit is not None:
-                    self.breaker.record_ignored(permit)
-                result.outcome = Outcome.REJECTED_RATE_LIMITED
-                result.error_class = ErrorClass.BULKHEAD_FULL
-                break
-            remaining = deadline - self.clock.monotonic()
+            attempt.retry_delay_s = round(delay_s, 6)
             t0 = time.perf_counter()
-            try:
-                res = await self._attempt(req, remaining)
-            finally:
-                self._release_bulkhead()
-            t_upstream += time.perf_counter() - t0
-            self._events.publish(
-                AttemptFinished(self.name, res.status, res.error_class, res.duration_s)
-            )
-            attempt = Attempt(
-                n=attempt_no,
-                started_at=res.started_at,
-                duration_s=round(res.duration_s, 6),
-                status=res.status,
-                error_class=res.error_class,
-            )
-            result.attempts.append(attempt)
-            result.status, result.error_class, result.detail = (
-                res.status,
-                res.error_class,
-                res.detail,
-            )
-            healthy = res.error_class is None and res.status is not None and res.status < 500
-            if permit is not None:
-                if res.status == 429:
-                    self.breaker.record_ignored(permit)  # pushback, not ill health
-                elif healthy:
-                    self.breaker.record_success(permit, res.duration_s)
-                else:
-                    self.breaker.record_failure(permit, res.duration_s)
-            if res.error_class is None and res.status is not None and res.status < 400:
-                result.outcome = Outcome.SUCCESS
-                break
-            if res.error_class is None:
-                result.outcome = Outcome.HTTP_ERROR
-            else:
-                result.outcome = ATTEMPT_OUTCOME.get(res.error_class, Outcome.PROTOCOL_ERROR)
-            if res.error_class is ErrorClass.DEADLINE_EXCEEDED:
-                break
-            decision = decide(
-                self.policy,
-                attempt=attempt_no,
-                failure=FailedAttempt(
-                    error_class=res.error_class, status=res.status, retry_after_s=res.retry_after_s
-                ),
-                method=req.message.method,
-                has_idempotency_key=req.message.idempotency_key is not None,
-                now=self.clock.monotonic(),
-                deadline=deadline,
-                per_try_timeout_s=min(cfg.per_try_timeout_s, budget_s),
-                budget=self.budget,
-                rand=self._rand,
-            )
-            if not decision.retry:
-                if decision.reason in _ALERTED_DENIALS:
-                    self._events.publish(
-                        RetryDenied(self.name, reason=decision.reason, detail=decision.detail)
-                    )
-                break
-            attempt.retry_delay_s = round(decision.delay_s, 6)
-            self._events.publish(
-                RetryScheduled(
-                    upstream=self.name,
-                    request_id=req.request_id,
-                    trace_id=req.trace.trace_id,
-                    attempt=attempt_no,
-                    reason=decision.reason,
-                    detail=decision.detail,
-                    delay_s=decision.delay_s,
-                )
-            )
-            t0 = time.perf_counter()
-            await asyncio.sleep(decision.delay_s)
-            t_upstream += time.perf_counter() - t0
-        result.upstream_time_s = t_upstream
+            await asyncio.sleep(delay_s)
+            result.upstream_time_s += time.perf_counter() - t0
         return result
+
+    async def _admit(self, deadline: float, result: CallResult) -> Any:
+        """The guards before an attempt, in order; a breaker permit (None when the breaker is
+        disabled) or ``_REFUSED`` with the refusal's outcome set on ``result``."""
+        if deadline - self.clock.monotonic() <= 0:
+            result.outcome = Outcome.DEADLINE_EXCEEDED
+            result.error_class = ErrorClass.DEADLINE_EXCEEDED
+            return _REFUSED
+        if not await self._admit_rate(deadline, result):
+            result.outcome = Outcome.REJECTED_RATE_LIMITED
+            result.error_class = ErrorClass.RATE_LIMITED
+            return _REFUSED
+        permit = self.breaker.try_acquire() if self.breaker_enabled else None
+        if self.breaker_enabled and permit is None:
+            result.outcome = Outcome.REJECTED_CIRCUIT_OPEN
+            result.error_class = ErrorClass.CIRCUIT_OPEN
+            return _REFUSED
+        if not await self._admit_bulkhead(deadline, result):
+            if permit is not None:
+                self.breaker.record_ignored(permit)
+            result.outcome = Outcome.REJECTED_RATE_LIMITED
+            result.error_class = ErrorClass.BULKHEAD_FULL
+            return _REFUSED
+        return permit
+
+    async def _timed_attempt(
+        self, req: CallRequest, deadline: float, result: CallResult
+    ) -> AttemptResult:
+        """One attempt holding the bulkhead slot ``_admit`` took; its time is the upstream's."""
+        t0 = time.perf_counter()
+        try:
+            res = await self._attempt(req, deadline - self.clock.monotonic())
+        finally:
+            self._release_bulkhead()
+        result.upstream_time_s += time.perf_counter() - t0
+        self._events.publish(
+            AttemptFinished(self.name, res.status, res.error_class, res.duration_s)
+        )
+        return res
+
+    def _record(
+        self, attempt_no: int, res: AttemptResult, permit: Any, result: CallResult
+    ) -> Attempt:
+        """The attempt into the result and the breaker; the result's outcome as of now."""
+        attempt = Attempt(
+            n=attempt_no,
+            started_at=res.started_at,
+            duration_s=round(res.duration_s, 6),
+            status=res.status,
+            error_class=res.error_class,
+        )
+        result.attempts.append(attempt)
+        result.status, result.error_class, result.detail = res.status, res.error_class, res.detail
+        if permit is not None:
+            if res.status == 429:
+                self.breaker.record_ignored(permit)  # pushback, not ill health
+            elif res.error_class is None and res.status is not None and res.status < 500:
+                self.breaker.record_success(permit, res.duration_s)
+            else:
+                self.breaker.record_failure(permit, res.duration_s)
+        if res.error_class is not None:
+            result.outcome = ATTEMPT_OUTCOME.get(res.error_class, Outcome.PROTOCOL_ERROR)
+        elif res.status is not None and res.status < 400:
+            result.outcome = Outcome.SUCCESS
+        else:
+            result.outcome = Outcome.HTTP_ERROR
+        return attempt
+
+    def _retry_delay(
+        self,
+        req: CallRequest,
+        attempt_no: int,
+        res: AttemptResult,
+        deadline: float,
+        budget_s: float,
+    ) -> float | None:
+        """Seconds to wait before the next attempt, or None: ask ``decide()``, publish."""
+        decision = decide(
+            self.policy,
+            attempt=attempt_no,
+            failure=FailedAttempt(
+                error_class=res.error_class, status=res.status, retry_after_s=res.retry_after_s
+            ),
+            method=req.message.method,
+            has_idempotency_key=req.message.idempotency_key is not None,
+            now=self.clock.monotonic(),
+            deadline=deadline,
+            per_try_timeout_s=min(self.cfg.per_try_timeout_s, budget_s),
+            budget=self.budget,
+            rand=self._rand,
+        )
+        if not decision.retry:
+            if decision.reason in _ALERTED_DENIALS:
+                self._events.publish(
+                    RetryDenied(self.name, reason=decision.reason, detail=decision.detail)
+                )
+            return None
+        self._events.publish(
+            RetryScheduled(
+                upstream=self.name,
+                request_id=req.request_id,
+                trace_id=req.trace.trace_id,
+                attempt=attempt_no,
+                reason=decision.reason,
+                detail=decision.detail,
+                delay_s=decision.delay_s,
+            )
+        )
+        return decision.delay_s
 
     async def _attempt(self, req: CallRequest, remaining_s: float) -> AttemptResult:
         """One try, cut short by the global deadline (reported as deadline_exceeded).

@@ -9,6 +9,7 @@ down and the spool full never returned.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sys
@@ -227,25 +228,38 @@ async def test_sigterm_with_the_store_down_and_the_spool_full_exits_3_within_the
     assert "will be redelivered" in log
 
 
-async def test_the_drain_timeout_abandons_calls_still_in_flight_and_exits_3(
-    tansu_broker, tmp_path: Path
-) -> None:
-    topic = f"slow-drain-{os.getpid()}"
-    await tansu_broker.create_topic(topic, 2)
-    await produce(tansu_broker.bootstrap, topic, make_traffic(5, upstreams=["payments"]))
+@contextlib.asynccontextmanager
+async def netscope_with_a_hanging_call(broker, tmp_path: Path, name: str, pipeline: str):
+    """A `netscope run` (local audit) with at least one call hanging at the upstream."""
+    topic = f"{name}-{os.getpid()}"
+    await broker.create_topic(topic, 2)
+    await produce(broker.bootstrap, topic, make_traffic(5, upstreams=["payments"]))
     async with UpstreamSim(SimConfig(latency_ms=1.0, hang_rate=1.0, hang_s=60.0)) as sim:
         config = write_config(
             tmp_path / "netscope.toml",
-            bootstrap=tansu_broker.bootstrap,
+            bootstrap=broker.bootstrap,
             topic=topic,
             upstream=sim.url,
-            pipeline="drain_timeout_s = 1.0\nflush_timeout_s = 2.0",
+            pipeline=pipeline,
             audit=f'[audit]\nbackend = "local"\n[audit.local]\npath = "{tmp_path / "audit"}"\n'
             f'[audit.spool]\npath = "{tmp_path / "spool"}"\nfree_disk_floor_bytes = 0',
             deadline_s=30.0,
         )
         proc = await start_netscope(config)
-        await wait_for(lambda: sim.stats.in_flight >= 1, timeout_s=60, what="a hanging call")
+        try:
+            await wait_for(lambda: sim.stats.in_flight >= 1, timeout_s=60, what="a hanging call")
+            yield proc
+        finally:
+            if proc.returncode is None:  # the test failed before stopping it
+                proc.kill()
+                await proc.wait()
+
+
+async def test_the_drain_timeout_abandons_calls_still_in_flight_and_exits_3(
+    tansu_broker, tmp_path: Path
+) -> None:
+    pipeline = "drain_timeout_s = 1.0\nflush_timeout_s = 2.0"
+    async with netscope_with_a_hanging_call(tansu_broker, tmp_path, "slow", pipeline) as proc:
         code, log, took = await stop_and_time(proc)
     assert code == EXIT_UNCLEAN, log[-3000:]
     assert took < 1 + 2 + 4 * 5 + 5, f"stop took {took:.1f}s"
@@ -253,22 +267,8 @@ async def test_the_drain_timeout_abandons_calls_still_in_flight_and_exits_3(
 
 
 async def test_a_second_signal_forces_exit_130_at_once(tansu_broker, tmp_path: Path) -> None:
-    topic = f"forced-{os.getpid()}"
-    await tansu_broker.create_topic(topic, 2)
-    await produce(tansu_broker.bootstrap, topic, make_traffic(5, upstreams=["payments"]))
-    async with UpstreamSim(SimConfig(latency_ms=1.0, hang_rate=1.0, hang_s=60.0)) as sim:
-        config = write_config(
-            tmp_path / "netscope.toml",
-            bootstrap=tansu_broker.bootstrap,
-            topic=topic,
-            upstream=sim.url,
-            pipeline="drain_timeout_s = 60.0",
-            audit=f'[audit]\nbackend = "local"\n[audit.local]\npath = "{tmp_path / "audit"}"\n'
-            f'[audit.spool]\npath = "{tmp_path / "spool"}"\nfree_disk_floor_bytes = 0',
-            deadline_s=30.0,
-        )
-        proc = await start_netscope(config)
-        await wait_for(lambda: sim.stats.in_flight >= 1, timeout_s=60, what="a hanging call")
+    pipeline = "drain_timeout_s = 60.0"
+    async with netscope_with_a_hanging_call(tansu_broker, tmp_path, "forced", pipeline) as proc:
         code, log, took = await stop_and_time(proc, signals=2, gap_s=0.5)
     assert code == EXIT_FORCED, log[-3000:]
     assert took < 10, f"forced exit took {took:.1f}s"

@@ -1,29 +1,40 @@
-"""End-to-end benchmark: NetScope (every guarantee on) next to a minimal baseline.
+"""End-to-end benchmark: NetScope (every guarantee on) next to a minimal baseline and a peer.
 
     .venv/bin/python bench/pipeline_bench.py [--messages 20000] [--workers 1,2] [--rounds 3]
 
-Both consume the same backlog (4096 distinct keys by default, so per-key order does not cap
+All consume the same backlog (4096 distinct keys by default, so per-key order does not cap
 concurrency) from a real tansu broker and call the same upstream simulator (5 ms latency, its
 own process). The baseline is "consume -> call -> commit" and nothing else: no validation, no
-breaker, no audit. NetScope runs as `netscope run` processes writing its audit to a real Ceph
-RGW; they start paused (`pipeline.start_paused`) and are released together once the group has
-settled, and nothing polls them during the run. Every run must end with one successful audit
-record per message (a rejected or short-circuited message is cheap and would flatter it).
+breaker, no audit. The peer (bench/peer.py) is the same job as a user writes it by hand
+without NetScope: the baseline plus JSONL audit batches PUT to the same RGW bucket (500
+records or 1 s, boto3 in a thread), offsets committed after the PUT; no breaker, retry or
+order. Baseline and peer each run in a process of their own. NetScope runs as `netscope run`
+processes writing its audit to the same RGW; they start paused (`pipeline.start_paused`) and
+are released together once the group has settled, and nothing polls them during the run.
+Every NetScope run must end with one successful audit record per message (a rejected or
+short-circuited message is cheap and would flatter it); the peer's audit must likewise hold
+one record per message, answered 200.
 
-Rounds (baseline, then each NetScope size) are interleaved because this machine's speed drifts
-between runs; the table gives medians, with ratios taken within each round:
+Rounds (baseline, peer, then each NetScope size) are interleaved because this machine's speed
+drifts between runs; the table gives medians, with ratios taken within each round:
 
-- throughput, end to end: messages / s from release (first fetch for the baseline) to all
-  offsets committed. It includes each side's start and finish: NetScope's last audit batch
-  waits its age (`audit.batch_max_delay_s`) and a PUT before its commit, ~0.4 s of a 5 s run;
+- throughput, end to end: messages / s from release (first fetch for the baseline and the
+  peer) to all offsets committed. It includes each side's start and finish: NetScope's last
+  audit batch waits its age (`audit.batch_max_delay_s`) and a PUT before its commit, ~0.4 s
+  of a 5 s run; the peer's waits up to 1 s and a PUT;
 - throughput, steady: messages / s while the committed offsets go from 10 % to 90 % of the
   backlog, both sides watched the same way (the broker asked every 50 ms): the rate a
   long-running consumer sustains, start-up and the last batch left out;
+- vs base, vs peer: each run's rate over the baseline's and the peer's of the same round;
+- CPU-ms / msg: user + system CPU of that side's process(es) during the run, over the
+  backlog. The figure that survives machine drift (the simulator, broker and RGW are not in it);
 - overhead p50/p99: NetScope's own time per message (latency minus queueing and time inside
   upstream attempts), computed exactly from the audit records;
 - consume -> audit-durable p99: from the netscope_audit_durable_latency_seconds histogram
-  (bucket-interpolated, as Prometheus' histogram_quantile does);
-- peak RSS of each NetScope process (VmHWM), the largest seen.
+  (bucket-interpolated, as Prometheus' histogram_quantile does). One observation per batch,
+  from its oldest record's fetch to the batch durable; the peer reports the same per batch
+  (fetch of the oldest record -> PUT done), and its p99 is exact over its batches;
+- peak RSS of each process (VmHWM), the largest seen.
 
 Per phase it also prints each process's share of a core (NetScope, simulator, broker, RGW),
 which says whether the machine or NetScope was the limit. ``--profile PATH`` records py-spy
@@ -160,12 +171,14 @@ class CpuMeter:
         self.start = {name: _cpu_seconds(pid) for name, pid in pids.items()}
         self.t0 = time.perf_counter()
 
-    def report(self, label: str, extra: dict[str, float] | None = None) -> None:
+    def report(self, label: str, extra: dict[str, float] | None = None) -> dict[str, float]:
+        """Prints each process's share of a core; returns the CPU-s each one used."""
         elapsed = time.perf_counter() - self.t0
         used = {name: _cpu_seconds(pid) - self.start[name] for name, pid in self.pids.items()}
         used.update(extra or {})
         parts = ", ".join(f"{name} {sec / elapsed:.0%}" for name, sec in used.items())
         print(f"  {label}: {elapsed:.1f} s; share of one core: {parts}", flush=True)
+        return used
 
 
 class CommitWatcher:
@@ -312,7 +325,7 @@ async def netscope_run(
             rss_series = await watcher.wait_for(ends, [p.pid for p in procs])
         elapsed = time.perf_counter() - start
         steady = watcher.steady_rate(sum(ends.values()))
-        meter.report(f"netscope x{workers}")
+        cpu = meter.report(f"netscope x{workers}")
         print(f"  netscope x{workers}: resident MB, each second: {rss_series}", flush=True)
         durable_p99 = []
         for port in ports:
@@ -330,8 +343,57 @@ async def netscope_run(
     for spy in spies:
         spy.wait(30)
     n = sum(ends.values())
+    cpu_s = sum(sec for name, sec in cpu.items() if name.startswith("netscope-"))
     return {"throughput": n / elapsed, "steady": steady, "durable_p99_s": max(durable_p99),
-            "rss_mb": max(rss)}
+            "rss_mb": max(rss), "cpu_ms": 1000 * cpu_s / n}
+
+
+async def peer_run(*, bootstrap: str, topic: str, rgw: CephRgw, sim_url: str,
+                   ends: dict[int, int], group: str, services: dict[str, int]) -> dict[str, float]:
+    """The hand-written peer (bench/peer.py) in its own process, timed like NetScope: from its
+    first fetch to all offsets committed, as the broker reports them."""
+    n = sum(ends.values())
+    async with CommitWatcher(bootstrap, group, topic) as watcher:
+        child = await asyncio.create_subprocess_exec(
+            sys.executable, str(Path(__file__).with_name("peer.py")), "--bootstrap", bootstrap,
+            "--topic", topic, "--group", group, "--upstream", f"payments={sim_url}",
+            "--s3-endpoint", rgw.endpoint, "--bucket", rgw.bucket, "--access-key",
+            rgw.access_key, "--secret-key", rgw.secret_key, "--prefix", f"audit-{group}",
+            "--stop-after", str(n), stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE)
+        assert child.stdin is not None and child.stdout is not None
+        if not await child.stdout.readline():  # "start": its first batch is in
+            raise SystemExit(f"peer exited early ({await child.wait()})")
+        start = time.perf_counter()
+        meter = CpuMeter({"peer": child.pid, **services})
+        # No retries: a failed PUT ends it (a failed call is audited), and the offsets would
+        # never come.
+        watch, died = (asyncio.create_task(watcher.wait_for(ends, [])),
+                       asyncio.create_task(child.wait()))
+        await asyncio.wait({watch, died}, return_when=asyncio.FIRST_COMPLETED)
+        if not watch.done():
+            watch.cancel()
+            raise SystemExit(f"peer exited before committing the backlog ({died.result()})")
+        died.cancel()
+        elapsed = time.perf_counter() - start
+    line = await child.stdout.readline()  # per batch: consume -> durable s; then it waits
+    cpu = meter.report("peer")
+    rss = _status_kb(child.pid, "VmHWM") / 1024
+    child.stdin.close()
+    if await child.wait() != 0 or not line:
+        raise SystemExit("peer failed")
+    durable = orjson.loads(line)
+    records = await read_audit(_audit_cfg(rgw, group))
+    statuses = Counter(r.get("status") or r.get("error") for r in records)
+    print(f"  peer: {len(records)} audit records in {len(durable)} batches, statuses "
+          f"{dict(statuses)}", flush=True)
+    once = {(r["partition"], r["offset"]) for r in records}
+    if (len(records) != n or len(once) != n or len({r.get("request_id") for r in records}) != n
+            or statuses[200] != n):
+        raise SystemExit(f"peer: expected {n} records answered 200, each once")
+    return {"throughput": n / elapsed, "steady": watcher.steady_rate(n),
+            "durable_p99_s": _quantile(durable, 0.99), "rss_mb": rss,
+            "cpu_ms": 1000 * cpu["peer"] / n}
 
 
 def _audit_cfg(rgw: CephRgw, group: str) -> AuditConfig:
@@ -468,14 +530,22 @@ async def main() -> None:
                 meter = CpuMeter({"baseline": child.pid, **services})
                 await watcher.wait_for(ends, [])
             line = await child.stdout.readline()  # its rate; it waits for us before exiting
-            meter.report("baseline")
+            base_cpu = meter.report("baseline")["baseline"]
+            base_rss = _status_kb(child.pid, "VmHWM") / 1024
             child.stdin.close()
             if await child.wait() != 0 or not line:
                 raise SystemExit("baseline failed")
             base = float(line)
             base_steady = watcher.steady_rate(n)
             runs.setdefault("saturation: baseline consume->call->commit", []).append(
-                {"throughput": base, "ratio": 1.0, "steady": base_steady, "steady_ratio": 1.0})
+                {"throughput": base, "ratio": 1.0, "steady": base_steady, "steady_ratio": 1.0,
+                 "cpu_ms": 1000 * base_cpu / n, "rss_mb": base_rss})
+            peer = await peer_run(bootstrap=broker.bootstrap, topic=topic, rgw=rgw,
+                                  sim_url=sim_url, ends=ends, group=f"peer-{rnd}",
+                                  services=services)
+            runs.setdefault("saturation: peer (hand-written)", []).append(
+                {**peer, "ratio": peer["throughput"] / base, "peer_ratio": 1.0,
+                 "steady_ratio": peer["steady"] / base_steady, "steady_peer_ratio": 1.0})
             for workers in (int(w) for w in args.workers.split(",")):
                 group = f"netscope-{workers}w-{rnd}"
                 res = await netscope_run(workers, bootstrap=broker.bootstrap, topic=topic,
@@ -490,7 +560,9 @@ async def main() -> None:
                       f"{_quantile(calls, 0.99):.1f} ms", flush=True)
                 runs.setdefault(f"saturation: netscope x{workers}", []).append(
                     {**res, "ratio": res["throughput"] / base,
+                     "peer_ratio": res["throughput"] / peer["throughput"],
                      "steady_ratio": res["steady"] / base_steady,
+                     "steady_peer_ratio": res["steady"] / peer["steady"],
                      "ovh_p50_ms": _quantile(over, 0.5), "ovh_p99_ms": _quantile(over, 0.99)})
         if not args.skip_nominal:
             nom = await nominal(args.nominal_rate, args.nominal_seconds, broker=broker,
@@ -506,9 +578,10 @@ async def main() -> None:
     print(f"\nNetScope pipeline benchmark: {args.messages} messages backlog ({args.keys} keys), "
           f"4 partitions, upstream 5 ms, {os.cpu_count()} cores, concurrency {CONCURRENCY}, "
           f"audit on Ceph RGW; median of {args.rounds} round(s), [min-max] of the ratio")
-    print(f"{'':44} {'end to end':>27} {'steady (10-90 % committed)':>27}")
-    print(f"{'run':44} {'msg/s':>8} {'vs base':>18} {'msg/s':>8} {'vs base':>18} "
-          f"{'ovh p50 ms':>11} {'ovh p99 ms':>11} {'durable p99 s':>14} {'peak RSS MB':>12}")
+    print(f"{'':44} {'end to end':>42} {'steady (10-90 % committed)':>42}")
+    print(f"{'run':44} {'msg/s':>6} {'vs base':>17} {'vs peer':>17} {'msg/s':>6} "
+          f"{'vs base':>17} {'vs peer':>17} {'CPU-ms/msg':>10} {'ovh p50 ms':>10} "
+          f"{'ovh p99 ms':>10} {'durable p99 s':>13} {'peak RSS MB':>11}")
 
     def med(rs: list[dict[str, float]], key: str, f: str) -> str:
         values = [r[key] for r in rs if key in r]
@@ -518,14 +591,16 @@ async def main() -> None:
     def ratio(rs: list[dict[str, float]], key: str) -> str:
         if key not in rs[0]:
             return "-"
-        ratios = [r[key] for r in rs]
+        ratios = [r[key] for r in rs if key in r]
         return f"{statistics.median(ratios):.2f} [{min(ratios):.2f}-{max(ratios):.2f}]"
 
     for name, rs in runs.items():
-        print(f"{name:44} {med(rs, 'throughput', '8.0f')} {ratio(rs, 'ratio'):>18} "
-              f"{med(rs, 'steady', '8.0f')} {ratio(rs, 'steady_ratio'):>18} "
-              f"{med(rs, 'ovh_p50_ms', '11.2f')} {med(rs, 'ovh_p99_ms', '11.2f')} "
-              f"{med(rs, 'durable_p99_s', '14.3f')} {med(rs, 'rss_mb', '12.0f')}")
+        print(f"{name:44} {med(rs, 'throughput', '6.0f'):>6} {ratio(rs, 'ratio'):>17} "
+              f"{ratio(rs, 'peer_ratio'):>17} {med(rs, 'steady', '6.0f'):>6} "
+              f"{ratio(rs, 'steady_ratio'):>17} {ratio(rs, 'steady_peer_ratio'):>17} "
+              f"{med(rs, 'cpu_ms', '10.3f'):>10} {med(rs, 'ovh_p50_ms', '10.2f'):>10} "
+              f"{med(rs, 'ovh_p99_ms', '10.2f'):>10} {med(rs, 'durable_p99_s', '13.3f'):>13} "
+              f"{med(rs, 'rss_mb', '11.0f'):>11}")
 
 
 if __name__ == "__main__":

@@ -160,3 +160,40 @@ async def test_start_paused_is_a_rate_of_zero_published_and_lifted_by_the_operat
 async def test_no_limit_publishes_nothing_at_start() -> None:
     _, events, _ = build(Consumer([]), Writer())
     assert events == []
+
+
+async def test_no_more_is_taken_while_enough_waits_to_be_called() -> None:
+    """Messages fetched beyond what the workers can start soon would only wait inside
+    NetScope with their deadline and audit latency running: the fetcher takes no more."""
+    consumer = Consumer([[rec(i, b"k") for i in range(4)], [rec(4, b"k")]])
+    outstanding = {"n": 0}
+
+    def dispatch(key: Any, work: Any) -> None:
+        outstanding["n"] += 1
+
+    async def wait_below(n: int, timeout_s: float) -> None:
+        await asyncio.sleep(0)
+
+    bus = EventBus()
+    fetcher = Fetcher(
+        consumer,
+        writer=Writer(),
+        flow=FlowControl(100),
+        dispatch=dispatch,
+        in_progress=lambda: outstanding["n"],
+        wait_below=wait_below,
+        max_in_progress=4,
+        events=bus,
+        clock=SystemClock(),
+        max_poll_records=500,
+    )
+    held: list[int] = []
+    await run_until(
+        fetcher,
+        lambda: outstanding["n"] == 4,
+        Do(lambda: held.append(len(consumer.batches))),
+        Do(lambda: outstanding.update(n=1)),  # three finished: room again
+        lambda: outstanding["n"] == 2,
+    )
+    assert held == [1]  # the second batch stayed at the broker while 4 were in progress
+    assert consumer.max_records == [4, 3]

@@ -122,3 +122,21 @@ async def test_identity_keys_keep_keyless_items_apart() -> None:
         assert await scheduler.wait_idle(5) == 0
     finally:
         await scheduler.stop()
+
+
+async def test_wait_below_wakes_as_soon_as_enough_finished() -> None:
+    gate = Gate()
+    scheduler: KeyedScheduler[tuple[str, int]] = KeyedScheduler(gate, workers=4)
+    scheduler.start()
+    try:
+        for key in "abcd":
+            scheduler.dispatch(key, (key, 0))
+        await until(lambda: len(gate.started) == 4)
+        waiter = asyncio.create_task(scheduler.wait_below(2, timeout_s=5))
+        await asyncio.sleep(0)
+        assert not waiter.done()
+        gate.release.set()
+        await asyncio.wait_for(waiter, 5)
+        assert scheduler.outstanding <= 2
+    finally:
+        await scheduler.stop()

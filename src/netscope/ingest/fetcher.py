@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable
 from typing import Any
 
 from aiokafka import TopicPartition
@@ -38,6 +38,9 @@ class Fetcher:
         writer: Any,
         flow: FlowControl,
         dispatch: Callable[[Hashable, Work], None],
+        in_progress: Callable[[], int] = lambda: 0,
+        wait_below: Callable[[int, float], Awaitable[None]] | None = None,
+        max_in_progress: int = 1 << 30,
         events: EventBus,
         clock: Clock,
         max_poll_records: int,
@@ -50,6 +53,11 @@ class Fetcher:
         self._writer = writer
         self._flow = flow
         self._dispatch = dispatch
+        # Messages taken and not yet at their terminal outcome (queued per key or calling):
+        # bounded apart from queue_depth, which also counts records waiting for their batch.
+        self._in_progress = in_progress
+        self._wait_below = wait_below or (lambda n, t: asyncio.sleep(t))
+        self._max_in_progress = max_in_progress
         self._events = events
         self._clock = clock
         self._max_poll_records = max_poll_records
@@ -93,7 +101,15 @@ class Fetcher:
                 # Keep polling while paused: aiokafka needs it to stay in the group.
                 await consumer.getmany(timeout_ms=0)
                 continue
-            room = self._flow.room(self._writer.pending_records)
+            if self._in_progress() >= self._max_in_progress:
+                # Enough taken and not yet called to the end: a message fetched now would
+                # only wait inside NetScope, its deadline and audit latency already running.
+                await self._wait_below(self._max_in_progress // 2, PAUSED_POLL_S)
+                continue
+            room = min(
+                self._flow.room(self._writer.pending_records),
+                self._max_in_progress - self._in_progress(),
+            )
             batches = await consumer.getmany(
                 timeout_ms=FETCH_TIMEOUT_MS,
                 max_records=max(1, min(room, self._max_poll_records)),

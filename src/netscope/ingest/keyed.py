@@ -35,6 +35,8 @@ class KeyedScheduler(Generic[W]):
         self._workers: list[asyncio.Task[None]] = []
         self._outstanding = 0  # dispatched, handler not finished
         self._idle: asyncio.Event | None = None  # created by wait_idle()
+        self._room: asyncio.Future[None] | None = None  # wait_below()'s waiter
+        self._room_at = 0
 
     @property
     def outstanding(self) -> int:
@@ -79,6 +81,16 @@ class KeyedScheduler(Generic[W]):
                 await asyncio.wait_for(self._idle.wait(), timeout_s)
         return self._outstanding
 
+    async def wait_below(self, n: int, timeout_s: float) -> None:
+        """Wait until at most ``n`` items are outstanding (or ``timeout_s`` passed)."""
+        if self._outstanding <= n:
+            return
+        self._room_at = n
+        self._room = asyncio.get_running_loop().create_future()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._room, timeout_s)
+        self._room = None
+
     async def _worker(self) -> None:
         ready, parked = self._ready, self._parked
         loop = asyncio.get_running_loop()
@@ -103,5 +115,8 @@ class KeyedScheduler(Generic[W]):
 
     def _finished(self) -> None:
         self._outstanding -= 1
+        room = self._room
+        if room is not None and self._outstanding <= self._room_at and not room.done():
+            room.set_result(None)
         if self._outstanding == 0 and self._idle is not None:
             self._idle.set()

@@ -12,6 +12,7 @@ Precedence, highest first: environment (``NETSCOPE_SECTION__KEY``), TOML file, d
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import socket
@@ -126,6 +127,9 @@ class UpstreamConfig(_Strict):
     max_request_bytes: int = Field(1 << 20, ge=0)
     max_response_bytes: int = Field(1 << 20, ge=0)
     max_connections: int = Field(100, ge=1)
+    # The HTTP client library (outbound/transports/): "aiohttp" (pure Python) or "reqwest"
+    # (pyreqwest, Rust). Both honour the same contract; tests run each against the same cases.
+    transport: Literal["aiohttp", "reqwest"] = "aiohttp"
     headers: dict[str, str] = Field(default_factory=dict)
     secret_headers: dict[str, SecretStr] = Field(default_factory=dict)
     # "wait" by default: a backlog wider than the bulkhead must slow down, not be rejected.
@@ -148,6 +152,13 @@ class UpstreamConfig(_Strict):
         if parts.query or parts.fragment:
             raise ValueError("must not carry a query or fragment")
         return value.rstrip("/")
+
+    @field_validator("transport")
+    @classmethod
+    def _transport_installed(cls, value: str) -> str:
+        if value == "reqwest" and importlib.util.find_spec("pyreqwest") is None:
+            raise ValueError('pyreqwest is not installed: install it, or use "aiohttp"')
+        return value
 
     @model_validator(mode="after")
     def _deadline_covers_one_try(self) -> UpstreamConfig:

@@ -1,5 +1,8 @@
 """UpstreamGuard (the per-upstream guard stack) against a real in-process upstream, no Kafka.
 
+Every test that builds a guard runs once per transport (``make_guard`` is parametrized over
+``TRANSPORT_NAMES``): each transport owes the caller the same behaviour.
+
 Every assertion is about what a user of NetScope relies on: the outcome written to the audit,
 the attempts listed in it, and what the upstream really received (``sim.stats``: arrivals,
 headers). Timing assertions are lower bounds (a guarantee of the code, safe on a loaded
@@ -12,6 +15,7 @@ import asyncio
 import contextlib
 import gzip
 import itertools
+import logging
 import random
 import socket
 import time
@@ -27,6 +31,7 @@ from netscope.contract.outcomes import ErrorClass, Outcome
 from netscope.contract.request import CallRequest, parse_request
 from netscope.observability.events import AttemptFinished, EventBus, RetryDenied, RetryScheduled
 from netscope.outbound.caller import CallResult, UpstreamGuard
+from netscope.outbound.transport import TRANSPORT_NAMES
 from netscope.resilience.retry import RetryReason
 from netscope.tools.messages import make_request
 from netscope.tools.upstream_sim import SimConfig, UpstreamSim
@@ -40,11 +45,12 @@ async def sim() -> AsyncIterator[UpstreamSim]:
         yield s
 
 
-@pytest.fixture
-async def make_guard() -> AsyncIterator[Callable[..., Any]]:
+@pytest.fixture(params=TRANSPORT_NAMES)
+async def make_guard(request: pytest.FixtureRequest) -> AsyncIterator[Callable[..., Any]]:
     guards: list[UpstreamGuard] = []
 
     async def factory(base_url: str, **overrides: Any) -> tuple[UpstreamGuard, list[Any]]:
+        overrides.setdefault("transport", request.param)
         cfg = UpstreamConfig(base_url=base_url, **overrides)
         bus = EventBus()
         events: list[Any] = []
@@ -245,6 +251,143 @@ async def test_a_cookie_set_by_one_answer_never_rides_along_with_another_call(ma
         for _ in range(2):
             assert (await guard.call(request())).outcome is Outcome.SUCCESS
     assert seen == [None, None]
+
+
+@contextlib.asynccontextmanager
+async def _serve_raw(answer: bytes | None) -> AsyncIterator[int]:
+    """A bare TCP upstream: reads each request head and writes ``answer`` verbatim (None: never
+    answers), keeping the connection open. For what aiohttp's server refuses to send."""
+    writers: list[asyncio.StreamWriter] = []
+
+    async def on_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writers.append(writer)
+        with contextlib.suppress(Exception):
+            while await reader.readuntil(b"\r\n\r\n"):
+                if answer is not None:
+                    writer.write(answer)
+                    await writer.drain()
+
+    server = await asyncio.start_server(on_connection, "127.0.0.1", 0)
+    try:
+        yield server.sockets[0].getsockname()[1]
+    finally:
+        for w in writers:
+            w.close()
+        server.close()
+        await server.wait_closed()
+
+
+@pytest.mark.parametrize("status", [204, 304])
+async def test_a_bodiless_status_declaring_a_large_length_is_not_too_large(make_guard, status):
+    """204 and 304 carry no body whatever Content-Length says: nothing to bound or wait for."""
+    answer = f"HTTP/1.1 {status} No Body\r\nContent-Length: 150000\r\n\r\n".encode()
+    async with _serve_raw(answer) as port:
+        guard, _ = await make_guard(
+            f"http://127.0.0.1:{port}", max_response_bytes=100_000, read_timeout_s=1.0, **NO_RETRY
+        )
+        res = await guard.call(request())
+    assert res.outcome is Outcome.SUCCESS and res.status == status, res
+    assert res.error_class is None
+
+
+async def test_a_small_compressed_body_is_inflated_and_fits(make_guard):
+    async def handler(request: web.Request) -> web.Response:
+        return web.Response(body=gzip.compress(b"x" * 50_000), headers={"Content-Encoding": "gzip"})
+
+    async with _serve(handler) as port:
+        guard, _ = await make_guard(
+            f"http://127.0.0.1:{port}", max_response_bytes=100_000, **NO_RETRY
+        )
+        res = await guard.call(request())
+    assert res.outcome is Outcome.SUCCESS and res.status == 200, res
+
+
+async def test_read_timeout_when_the_upstream_accepts_and_never_answers(make_guard):
+    async with _serve_raw(None) as port:
+        guard, _ = await make_guard(
+            f"http://127.0.0.1:{port}", connect_timeout_s=1.0, read_timeout_s=0.2, **NO_RETRY
+        )
+        t0 = time.perf_counter()
+        res = await guard.call(request())
+        elapsed = time.perf_counter() - t0
+    assert [a.error_class for a in res.attempts] == [ErrorClass.TIMEOUT_READ]
+    assert res.outcome is Outcome.TIMEOUT_READ and res.status is None
+    assert 0.19 <= elapsed < 2.5, elapsed
+
+
+async def test_a_redirect_is_the_answer_and_is_never_followed(make_guard):
+    elsewhere: list[str] = []
+
+    async def other_host(request: web.Request) -> web.Response:
+        elsewhere.append(request.path)
+        return web.Response(text="not allow-listed")
+
+    async with _serve(other_host) as other_port:
+
+        async def redirect(request: web.Request) -> web.Response:
+            location = f"http://127.0.0.1:{other_port}/stolen"
+            return web.Response(status=302, headers={"Location": location})
+
+        async with _serve(redirect) as port:
+            guard, _ = await make_guard(f"http://127.0.0.1:{port}", **NO_RETRY)
+            res = await guard.call(request())
+    assert res.outcome is Outcome.SUCCESS and res.status == 302, res
+    assert elsewhere == []
+
+
+async def test_the_pool_is_bounded_and_kept_alive(make_guard):
+    peers: set[Any] = set()
+    in_flight = peak = 0
+
+    async def handler(request: web.Request) -> web.Response:
+        nonlocal in_flight, peak
+        assert request.transport is not None
+        peers.add(request.transport.get_extra_info("peername"))
+        in_flight += 1
+        peak = max(peak, in_flight)
+        try:
+            await asyncio.sleep(0.05)
+        finally:
+            in_flight -= 1
+        return web.Response(text="ok")
+
+    async with _serve(handler) as port:
+        guard, _ = await make_guard(f"http://127.0.0.1:{port}", max_connections=2, **NO_RETRY)
+        for _ in range(3):
+            results = await asyncio.gather(*(guard.call(request()) for _ in range(6)))
+            assert [r.outcome for r in results] == [Outcome.SUCCESS] * 6
+    assert peak == 2
+    # 18 calls over the same connections: the pool keeps them alive between calls.
+    assert len(peers) <= 2, peers
+
+
+async def test_a_wait_for_a_pool_slot_is_cut_by_the_deadline(sim, make_guard):
+    """The pool is smaller than the bulkhead: the second call waits for a connection, within
+    its deadline only."""
+    sim.config.latency_ms = 1500
+    guard, _ = await make_guard(sim.url, max_connections=1, **NO_RETRY)
+    first = asyncio.create_task(guard.call(request()))
+    await _until(lambda: sim.stats.in_flight == 1)
+    t0 = time.perf_counter()
+    second = await guard.call(request(timeout_ms=300))
+    elapsed = time.perf_counter() - t0
+    assert [a.error_class for a in second.attempts] == [ErrorClass.DEADLINE_EXCEEDED]
+    assert 0.29 <= elapsed < 1.4, elapsed
+    assert (await first).outcome is Outcome.SUCCESS
+    assert sim.stats.total == 1
+
+
+async def test_a_secret_header_never_reaches_a_detail_a_repr_or_a_log(make_guard, caplog):
+    caplog.set_level(logging.DEBUG)
+    guard, _ = await make_guard(
+        f"http://127.0.0.1:{_closed_port()}",
+        secret_headers={"Authorization": "Bearer s3cr3t"},
+        **NO_RETRY,
+    )
+    res = await guard.call(request())
+    assert res.error_class is ErrorClass.CONNECT_ERROR
+    for text in (res.detail or "", repr(res), repr(guard.client), caplog.text):
+        assert "s3cr3t" not in text
 
 
 async def test_calls_in_progress_feed_the_in_flight_gauge_at_scrape_time(sim, make_guard):

@@ -7,6 +7,9 @@ Order of the guards for each attempt, and why:
 4. bulkhead         - bounds concurrent calls so one slow upstream cannot take every slot;
 5. the HTTP attempt, then the retry decision (policy + budget + deadline).
 
+The attempt goes through a ``Transport`` (outbound/transport.py), chosen per upstream by
+``transport``: this module knows no HTTP client library.
+
 Saturation (limit or bulkhead) either rejects at once or waits a bounded time, per upstream
 (``on_saturation``), as runbook INC-03 asks ("rejet explicite / file limitee").
 
@@ -37,7 +40,7 @@ from netscope.observability.events import (
     RetryDenied,
     RetryScheduled,
 )
-from netscope.outbound.http import AttemptResult, UpstreamClient
+from netscope.outbound.transport import AttemptResult, Transport, make_transport
 from netscope.resilience.breaker import BreakerConfig, CircuitBreaker, Transition
 from netscope.resilience.budget import RetryBudget, RetryBudgetConfig
 from netscope.resilience.bulkhead import Bulkhead
@@ -70,12 +73,18 @@ class UpstreamGuard:
     """The protections of one upstream, sharing state across all its calls."""
 
     def __init__(
-        self, name: str, cfg: UpstreamConfig, events: EventBus, clock: Clock | None = None
+        self,
+        name: str,
+        cfg: UpstreamConfig,
+        events: EventBus,
+        clock: Clock | None = None,
+        transport: Transport | None = None,
     ) -> None:
         self.name = name
         self.cfg = cfg
         self.clock = clock or SystemClock()
-        self.client = UpstreamClient(name, cfg)
+        # Started and closed by the owner (pipeline.py), like a pool.
+        self.client: Transport = transport or make_transport(cfg.transport, name, cfg)
         self.policy = RetryPolicy(**cfg.retry.model_dump())
         self.budget = RetryBudget(RetryBudgetConfig(**cfg.retry_budget.model_dump()), self.clock)
         breaker_cfg = cfg.breaker.model_dump()
@@ -328,12 +337,12 @@ class UpstreamGuard:
     async def _attempt(self, req: CallRequest, remaining_s: float) -> AttemptResult:
         """One try, cut short by the global deadline (reported as deadline_exceeded).
 
-        The deadline rides on aiohttp's own total timeout rather than an asyncio.timeout
+        The deadline rides on the transport's own total timeout rather than an asyncio.timeout
         around the call: one timer per attempt instead of two, on the hottest path.
         """
         connect_s = min(self.cfg.connect_timeout_s, remaining_s)
         read_s = min(self.cfg.read_timeout_s, remaining_s)
-        res = await self.client.attempt(
+        res = await self.client.send(
             req, connect_timeout_s=connect_s, read_timeout_s=read_s, total_timeout_s=remaining_s
         )
         # The per-try timeout fired only because the deadline clipped it: say so. Only the

@@ -1,0 +1,1 @@
+"""One module per HTTP client library, each a ``Transport`` (outbound/transport.py)."""

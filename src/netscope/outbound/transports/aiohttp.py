@@ -3,7 +3,10 @@
 Kept beside the reqwest transport because it is pure Python (no Rust wheel to ship, any
 platform and interpreter), it tells every timeout apart exactly (aiohttp has its own exception
 for a connect timeout, a socket read timeout and the total timer), and it runs on whichever
-event loop is current, so it has no thread or runtime of its own to stop at exit.
+event loop is current, so it has no thread or runtime of its own to stop at exit. It stays the
+default because pyreqwest's lower client CPU did not make the pipeline faster: measured
+interleaved on 2026-12-04 (docs/performance.md), one worker was no faster with pyreqwest
+(latency-bound, and the hand-off to its runtime thread adds latency) and used ~20 MB more.
 
 Thin on purpose: aiohttp does the protocol; this module builds the request, bounds the body
 and turns aiohttp's exception zoo into ``ErrorClass`` members.

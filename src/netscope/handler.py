@@ -8,15 +8,25 @@ offset be committed.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from netscope.audit.record import call_record, invalid_record, kafka_position
+from netscope.audit.record import (
+    call_record,
+    internal_error_record,
+    invalid_record,
+    kafka_position,
+)
+from netscope.contract.records import AuditRecord
 from netscope.contract.request import CallRequest, FieldError, InvalidMessage, parse_request
 from netscope.ingest.work import Work
 from netscope.observability.events import CallCompleted, EventBus, MessageSkipped
 from netscope.outbound.caller import CallResult
+
+log = logging.getLogger(__name__)
 
 
 class Guard(Protocol):
@@ -63,9 +73,33 @@ class MessageHandler:
             self._events.publish(MessageSkipped(work.topic, work.partition, work.record.offset))
             return
         t_parse = time.perf_counter()
-        parsed = self._parse(work)
+        parsed = self._parse(work)  # total: never raises, whatever the bytes
+        try:
+            record, upstream_time = await self._outcome(work, parsed, t_parse)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            # A bug here must still end in one terminal record, or its offset would hold
+            # back every later commit of the partition until a rebalance.
+            log.exception("handling failed: audited as internal_error")
+            record = internal_error_record(
+                parsed if isinstance(parsed, CallRequest) else None,
+                kafka_position(work.record),
+                received_at=work.received_at,
+                completed_at=time.time(),
+                instance_id=self._instance_id,
+                detail=f"{type(exc).__name__}: {exc}",
+            )
+            upstream_time = 0.0
+        self.processed += 1
+        self._events.publish(CallCompleted(record, upstream_time))
+        self._writer.complete(work.lane, record)
+
+    async def _outcome(
+        self, work: Work, parsed: CallRequest | InvalidMessage, t_parse: float
+    ) -> tuple[AuditRecord, float]:
+        """The terminal record of a message, and the time spent inside upstream attempts."""
         position = kafka_position(work.record)
-        upstream_time = 0.0
         if isinstance(parsed, InvalidMessage):
             await self._dead_letters.publish(work.record, parsed)
             record = invalid_record(
@@ -75,24 +109,21 @@ class MessageHandler:
                 completed_at=time.time(),
                 instance_id=self._instance_id,
             )
-        else:
-            # Waiting behind the same key, then for a worker; parsing is work, not a wait.
-            queued_s = max(0.0, t_parse - work.dispatched)
-            result = await self._guards[parsed.upstream].call(parsed, work.consumed_mono)
-            record = call_record(
-                parsed,
-                result,
-                position,
-                received_at=work.received_at,
-                completed_at=time.time(),
-                latency_s=time.perf_counter() - work.dispatched,
-                queued_s=queued_s + result.queued_s,
-                instance_id=self._instance_id,
-            )
-            upstream_time = result.upstream_time_s
-        self.processed += 1
-        self._events.publish(CallCompleted(record, upstream_time))
-        self._writer.complete(work.lane, record)
+            return record, 0.0
+        # Waiting behind the same key, then for a worker; parsing is work, not a wait.
+        queued_s = max(0.0, t_parse - work.dispatched)
+        result = await self._guards[parsed.upstream].call(parsed, work.consumed_mono)
+        record = call_record(
+            parsed,
+            result,
+            position,
+            received_at=work.received_at,
+            completed_at=time.time(),
+            latency_s=time.perf_counter() - work.dispatched,
+            queued_s=queued_s + result.queued_s,
+            instance_id=self._instance_id,
+        )
+        return record, result.upstream_time_s
 
     def _parse(self, work: Work) -> CallRequest | InvalidMessage:
         record = work.record

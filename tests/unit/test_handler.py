@@ -166,3 +166,27 @@ async def test_every_call_outcome_ends_in_exactly_one_record(outcome: Outcome) -
     (_, record), = writer.completed
     assert record.outcome is outcome and record.queued_s >= 0.5
     assert len(seen) == 1
+
+
+async def test_a_bug_while_handling_still_ends_in_one_terminal_record(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Without a record its offset would hold back every later commit of the partition."""
+
+    class BrokenGuard:
+        async def call(self, req: CallRequest, consumed_at: float | None = None) -> CallResult:
+            raise RuntimeError("a bug")
+
+    handler, _, writer, _, seen, _ = build()
+    handler._guards = {"payments": BrokenGuard()}  # type: ignore[dict-item]
+    msg = make_request("payments", rand=RAND)
+
+    await handler(work(encode(msg)))
+
+    (_, record), = writer.completed
+    assert record.outcome is Outcome.PROTOCOL_ERROR
+    assert record.error_class is ErrorClass.INTERNAL_ERROR
+    assert record.error_detail == "RuntimeError: a bug"
+    assert record.request_id == msg["request_id"] and record.upstream == "payments"
+    assert [type(e) for e in seen] == [CallCompleted] and handler.processed == 1
+    assert "handling failed" in caplog.text

@@ -90,3 +90,37 @@ def call_record(
         created_at=msg.created_at.isoformat() if msg.created_at else None,
         instance_id=instance_id,
     )
+
+
+def internal_error_record(
+    req: CallRequest | None,
+    position: KafkaPosition,
+    *,
+    received_at: float,
+    completed_at: float,
+    instance_id: str | None,
+    detail: str,
+) -> AuditRecord:
+    """The record of a message NetScope failed to handle (a bug: neither the message's fault
+    nor the upstream's), as the caller reports its own bugs: ``protocol_error`` /
+    ``internal_error``, with what is known of the request. Whether the upstream was called
+    is not known here."""
+    msg = req.message if req is not None else None
+    trace = req.trace if req is not None else new_trace()
+    return AuditRecord(
+        request_id=msg.request_id if msg else None,
+        idempotency_key=req.idempotency_key if req is not None else None,
+        trace_id=trace.trace_id,
+        span_id=trace.span_id,
+        upstream=msg.upstream if msg else None,
+        method=msg.method if msg else None,
+        path=redact_path(msg.path) if msg else None,
+        kafka=position,
+        outcome=Outcome.PROTOCOL_ERROR,
+        received_at=received_at,
+        completed_at=completed_at,
+        latency_s=round(completed_at - received_at, 6),
+        error_class=ErrorClass.INTERNAL_ERROR,
+        error_detail=detail[:_DETAIL_MAX],
+        instance_id=instance_id,
+    )

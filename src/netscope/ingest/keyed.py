@@ -106,7 +106,7 @@ class KeyedScheduler(Generic[W]):
                 while queue:
                     try:
                         await self._handle(queue[0])
-                    except Exception:  # a bug: that offset stays uncommitted (redelivered)
+                    except Exception:  # the handler's own net failed: never commits past it
                         log.exception("processing failed; the message will be redelivered")
                     queue.popleft()
                     self._finished()

@@ -2,22 +2,35 @@
 # Install the system packages NetScope's dev services and browser tests need, on Debian 12.
 #
 # Why a script: CI images and fresh dev machines must get exactly the same packages the
-# launchers in src/netscope/devservices expect (Ceph Pacific for RGW, Debian's Prometheus,
-# Debian's chromium for Playwright). Idempotent: when every binary is already on PATH it
-# does not touch apt at all (apt-get update is slow and needs the network).
+# launchers in src/netscope/devservices expect (Ceph Pacific for RGW, Debian's Prometheus and
+# PostgreSQL, Debian's chromium for Playwright). Idempotent: when every binary is already
+# present it does not touch apt at all (apt-get update is slow and needs the network).
+# Debian's postgresql package may create and start a default cluster on :5432; the dev
+# launcher runs its own private cluster on :15432 and never touches that one.
 # Run as root (or with sudo). Python packages come from `pip install -e '.[test]'`.
 set -euo pipefail
 
 export DEBIAN_FRONTEND=noninteractive
 
-PACKAGES=(ceph-mon ceph-osd radosgw ceph-common curl prometheus prometheus-alertmanager chromium)
+PACKAGES=(ceph-mon ceph-osd radosgw ceph-common curl prometheus prometheus-alertmanager chromium
+          postgresql)
 # One binary per package proves the package is there without asking dpkg.
 BINARIES=(ceph-mon ceph-osd radosgw ceph radosgw-admin curl prometheus promtool
-          prometheus-alertmanager chromium)
+          prometheus-alertmanager chromium initdb postgres psql)
+
+# Debian keeps the PostgreSQL server binaries off PATH, in /usr/lib/postgresql/<major>/bin
+# (where the launcher looks for them too).
+have() {
+    command -v "$1" >/dev/null 2>&1 && return 0
+    case "$1" in
+        initdb|postgres) compgen -G "/usr/lib/postgresql/*/bin/$1" >/dev/null ;;
+        *) return 1 ;;
+    esac
+}
 
 missing=()
 for bin in "${BINARIES[@]}"; do
-    command -v "$bin" >/dev/null 2>&1 || missing+=("$bin")
+    have "$bin" || missing+=("$bin")
 done
 
 if [ "${#missing[@]}" -eq 0 ]; then
@@ -44,7 +57,7 @@ APT_OPTS=(-y --no-install-recommends -o DPkg::Lock::Timeout=120)
 
 still_missing=()
 for bin in "${BINARIES[@]}"; do
-    command -v "$bin" >/dev/null 2>&1 || still_missing+=("$bin")
+    have "$bin" || still_missing+=("$bin")
 done
 if [ "${#still_missing[@]}" -ne 0 ]; then
     echo "install-system-deps: still missing after install: ${still_missing[*]}" >&2

@@ -1,4 +1,4 @@
-"""pytest fixtures that run real local services (Ceph RGW, tansu, noida, Prometheus).
+"""pytest fixtures that run real local services (Ceph RGW, tansu, noida, Prometheus, PostgreSQL).
 
 Why a plugin module: the fixtures are shared by every test package, and keeping them out of
 conftest.py leaves that file for light, suite-wide settings.
@@ -37,6 +37,8 @@ from netscope.devservices import (
     KafkaBroker,
     MissingBinaryError,
     NoidaBroker,
+    Postgres,
+    PostgresConfig,
     Prometheus,
     PrometheusConfig,
     RgwConfig,
@@ -57,6 +59,8 @@ SERVICE_FIXTURES = frozenset(
         "tansu_broker",
         "noida_broker",
         "prometheus",
+        "postgres",
+        "postgres_dsn",
     }
 )
 
@@ -243,3 +247,35 @@ def prometheus(devservices_root: Path) -> Iterator[Prometheus]:
         yield handle
     finally:
         handle.down()
+
+
+# --- PostgreSQL ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def postgres(devservices_root: Path) -> Iterator[Postgres]:
+    """PostgreSQL with superuser "netscope", trust auth on 127.0.0.1; `stop()`/`start()`."""
+    _require(Postgres.check_binaries, "PostgreSQL")
+    # mkdtemp makes the root 0700; when the suite runs as root, postgres runs as another
+    # account that must be able to enter it (search only: it still cannot list it).
+    devservices_root.chmod(0o711)
+    handle = Postgres(PostgresConfig(data_dir=devservices_root / "postgres", port=free_port()))
+    try:
+        _start(handle, "PostgreSQL")
+        yield handle
+    finally:
+        handle.down()
+
+
+@pytest.fixture
+def postgres_dsn(postgres: Postgres) -> Iterator[str]:
+    """DSN of a new, empty database for this test only.
+
+    Afterwards the server is started again if the test stopped it (a fault test failing
+    between `stop()` and `start()` must not break every later test of the session).
+    """
+    yield postgres.create_database(f"t_{uuid.uuid4().hex[:16]}")
+    try:
+        postgres.start()
+    except ServiceError as exc:
+        pytest.fail(f"PostgreSQL did not come back after the test:\n{exc}", pytrace=False)

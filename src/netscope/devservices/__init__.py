@@ -1,8 +1,9 @@
 """Real local services for development and integration tests (no Docker, no systemd).
 
-Ceph RGW (S3), two Kafka-protocol brokers (tansu, noida-db) and Prometheus, each with
-idempotent up/down/status, pid and log files under one data dir, and bounded readiness
-waits whose errors carry the daemon's log tail. Used by `netscope dev` and tests/conftest.py.
+Ceph RGW (S3), two Kafka-protocol brokers (tansu, noida-db), Prometheus and PostgreSQL,
+each with idempotent up/down/status, pid and log files under one data dir, and bounded
+readiness waits whose errors carry the daemon's log tail. Used by `netscope dev` and
+tests/conftest.py.
 """
 
 from netscope.devservices.base import MissingBinaryError, ServiceError, ServiceStatus, free_port
@@ -17,6 +18,7 @@ from netscope.devservices.kafka import (
     NoidaBroker,
     TansuBroker,
 )
+from netscope.devservices.postgres import Postgres, PostgresConfig
 from netscope.devservices.prometheus import Prometheus, PrometheusConfig
 from netscope.devservices.registry import SERVICE_NAMES, PortPlan, build_service
 
@@ -32,6 +34,8 @@ __all__ = [
     "MissingBinaryError",
     "NoidaBroker",
     "PortPlan",
+    "Postgres",
+    "PostgresConfig",
     "Prometheus",
     "PrometheusConfig",
     "RgwConfig",

@@ -17,7 +17,8 @@ from netscope.devservices.base import ServiceError
 from netscope.devservices.registry import SERVICE_NAMES, PortPlan, build_service
 
 app = typer.Typer(
-    help="Run real local dev services: Ceph RGW (S3), tansu + noida Kafka brokers, Prometheus.",
+    help="Run real local dev services: Ceph RGW (S3), tansu + noida Kafka brokers, Prometheus, "
+    "PostgreSQL.",
     no_args_is_help=True,
 )
 
@@ -67,6 +68,7 @@ def up(
     tansu_port: int | None = typer.Option(None, help="tansu Kafka port (default 19092)."),
     noida_port: int | None = typer.Option(None, help="noida Kafka port (default 19093)."),
     prometheus_port: int | None = typer.Option(None, help="Prometheus port (default 19090)."),
+    postgres_port: int | None = typer.Option(None, help="PostgreSQL port (default 15432)."),
 ) -> None:
     """Start services (idempotent) and print endpoints and env lines to export."""
     chosen = _select(services)
@@ -76,6 +78,7 @@ def up(
         "tansu_port": tansu_port,
         "noida_port": noida_port,
         "prometheus_port": prometheus_port,
+        "postgres_port": postgres_port,
     }
     plan = replace(_load_plan(data_dir), **{k: v for k, v in overrides.items() if v is not None})
     _save_plan(data_dir, plan)

@@ -13,9 +13,10 @@ from typing import Protocol
 from netscope.devservices.base import ServiceStatus
 from netscope.devservices.ceph import CephRgw, RgwConfig
 from netscope.devservices.kafka import BrokerConfig, NoidaBroker, TansuBroker
+from netscope.devservices.postgres import Postgres, PostgresConfig
 from netscope.devservices.prometheus import Prometheus, PrometheusConfig
 
-SERVICE_NAMES: tuple[str, ...] = ("rgw", "tansu", "noida", "prometheus")
+SERVICE_NAMES: tuple[str, ...] = ("rgw", "tansu", "noida", "prometheus", "postgres")
 
 
 class DevService(Protocol):
@@ -41,6 +42,7 @@ class PortPlan:
     tansu_port: int = 19092
     noida_port: int = 19093
     prometheus_port: int = 19090
+    postgres_port: int = 15432
 
 
 def build_service(name: str, data_dir: Path, ports: PortPlan | None = None) -> DevService:
@@ -59,4 +61,6 @@ def build_service(name: str, data_dir: Path, ports: PortPlan | None = None) -> D
         return Prometheus(
             PrometheusConfig(data_dir=root / "prometheus", port=ports.prometheus_port)
         )
+    if name == "postgres":
+        return Postgres(PostgresConfig(data_dir=root / "postgres", port=ports.postgres_port))
     raise ValueError(f"unknown dev service {name!r}; choose from {', '.join(SERVICE_NAMES)}")

@@ -4,6 +4,8 @@ netscope demo                 the main job on an embedded default (no infrastruc
 netscope run -c FILE          the main job against real Kafka and Ceph RGW
 netscope check-config FILE    validate a configuration and exit
 netscope dev up|down|status   local Ceph RGW, Kafka-protocol brokers, Prometheus
+netscope replay --from --to   replay a Kafka time window without duplicate side effects
+netscope ledger ...           the idempotency ledger: status, lookup KEY, purge
 netscope loadgen              produce request traffic to any Kafka
 netscope upstream-sim         an HTTP upstream with fault knobs
 netscope admin ...            throttle ingest, force breakers (needs the admin token)
@@ -20,6 +22,8 @@ import typer
 
 from netscope.config import ConfigError, Settings, load_settings
 from netscope.devservices.cli import app as dev_app
+from netscope.ledger.cli import app as ledger_app
+from netscope.replay.cli import replay_command
 from netscope.runtime import run_loop
 from netscope.tools.loadgen import loadgen_command
 from netscope.tools.upstream_sim import upstream_sim_command
@@ -33,6 +37,10 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(dev_app, name="dev", help="Local real services: Ceph RGW, Kafka brokers, Prometheus.")
+app.command("replay", help="Replay a Kafka time window through the live path (runbook §7).")(
+    replay_command
+)
+app.add_typer(ledger_app, name="ledger")
 app.command("loadgen", help="Produce call-request traffic to a Kafka topic.")(loadgen_command)
 app.command("upstream-sim", help="Run an HTTP upstream with fault knobs.")(upstream_sim_command)
 admin_app = typer.Typer(help="Operate a running NetScope (needs NETSCOPE_API__ADMIN_TOKEN).")

@@ -33,7 +33,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from netscope.contract.outcomes import ErrorClass
+from netscope.contract.outcomes import ErrorClass, Outcome
 from netscope.resilience.retry import RETRYABLE_ERROR_CLASSES
 
 UPSTREAM_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
@@ -117,6 +117,38 @@ class BulkheadConfig(_Strict):
     max_concurrent: int = Field(64, ge=1)
 
 
+# What may mark a key done, beside the outcome names: split http_error by status class.
+COMPLETION_CLASSES = ("http_4xx", "http_5xx")
+_COMPLETABLE = sorted(
+    {o.value for o in Outcome}
+    - {Outcome.INVALID, Outcome.DUPLICATE_SKIPPED, Outcome.DUPLICATE_IN_PROGRESS,
+       Outcome.LEDGER_UNAVAILABLE, Outcome.HTTP_ERROR}
+) + list(COMPLETION_CLASSES)
+
+
+class IdempotencyConfig(_Strict):
+    """The ledger's policy for one upstream (docs/configuration.md, "Idempotency ledger").
+
+    ``completed_on``: the outcomes after which a key is done, so a redelivery or a replay
+    does not call again. The default keeps only answers the upstream gave on purpose
+    (success, and 4xx: it refused this request and would refuse it again); a 5xx, a
+    timeout or a refusal by NetScope releases the key, so a replay of the incident window
+    calls it again, with the same ``Idempotency-Key`` header for upstreams that dedupe.
+    """
+
+    enabled: bool = True
+    completed_on: frozenset[str] = frozenset({"success", "http_4xx"})
+    ttl_s: PositiveFloat = 86_400.0
+
+    @field_validator("completed_on")
+    @classmethod
+    def _known(cls, value: frozenset[str]) -> frozenset[str]:
+        unknown = sorted(value - set(_COMPLETABLE))
+        if unknown:
+            raise ValueError(f"unknown {unknown}; choose from {', '.join(_COMPLETABLE)}")
+        return value
+
+
 class UpstreamConfig(_Strict):
     """One allow-listed upstream. Messages name it; they never carry a URL."""
 
@@ -140,6 +172,7 @@ class UpstreamConfig(_Strict):
     breaker: BreakerConfig = BreakerConfig()
     rate_limit: RateLimitConfig = RateLimitConfig()
     bulkhead: BulkheadConfig = BulkheadConfig()
+    idempotency: IdempotencyConfig = IdempotencyConfig()
 
     @field_validator("base_url")
     @classmethod
@@ -268,6 +301,38 @@ class AuditConfig(_Strict):
         return value
 
 
+class LedgerConfig(_Strict):
+    """Where the idempotency ledger lives (docs/configuration.md, "Idempotency ledger").
+
+    ``sqlite`` (default) is a file beside the spool: one host. ``postgresql`` is shared by
+    every instance of a consumer group and by ``netscope replay``. ``none`` turns the ledger
+    off: redeliveries and replays call the upstream again (with the same Idempotency-Key).
+    """
+
+    backend: Literal["sqlite", "postgresql", "none"] = "sqlite"
+    path: Path | None = None  # SQLite file; default: ledger.sqlite3 beside audit.spool.path
+    dsn: str = "postgresql://netscope@127.0.0.1:5432/netscope"
+    password: SecretStr | None = None
+    password_file: Path | None = None
+    pool_max_size: int = Field(10, ge=1, le=200)
+    statement_timeout_s: PositiveFloat = 2.0
+    connect_timeout_s: PositiveFloat = 5.0
+    lease_margin_s: PositiveFloat = 10.0  # added to the upstream's deadline_s for the lease
+    retry_interval_s: PositiveFloat = 0.5  # between claims while the ledger is unreachable
+    max_batch: int = Field(500, ge=1)
+    sweep_interval_s: PositiveFloat = 300.0
+
+    @field_validator("dsn")
+    @classmethod
+    def _postgres_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("postgresql", "postgres"):
+            raise ValueError("must be a postgresql:// URL")
+        if parts.password:
+            raise ValueError("must not embed a password; use ledger.password(_file)")
+        return value
+
+
 class ApiConfig(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
@@ -297,6 +362,7 @@ class Settings(BaseSettings):
     kafka: KafkaConfig = KafkaConfig()
     pipeline: PipelineConfig = PipelineConfig()
     audit: AuditConfig = AuditConfig()
+    ledger: LedgerConfig = LedgerConfig()
     api: ApiConfig = ApiConfig()
     logging: LoggingConfig = LoggingConfig()
     upstreams: dict[str, UpstreamConfig] = Field(default_factory=dict)
@@ -442,7 +508,13 @@ def _resolve_secret_files(settings: Settings, source: str) -> Settings:
         kafka_updates["sasl_password"] = _read_secret(
             kafka.sasl_password_file, "kafka.sasl_password_file", source
         )
-    if not (s3_updates or api_updates or kafka_updates):
+    ledger = settings.ledger
+    ledger_updates: dict[str, SecretStr] = {}
+    if ledger.password_file and ledger.password is None:
+        ledger_updates["password"] = _read_secret(
+            ledger.password_file, "ledger.password_file", source
+        )
+    if not (s3_updates or api_updates or kafka_updates or ledger_updates):
         return settings
     audit = settings.audit.model_copy(update={"s3": s3.model_copy(update=s3_updates)})
     return settings.model_copy(
@@ -450,5 +522,6 @@ def _resolve_secret_files(settings: Settings, source: str) -> Settings:
             "audit": audit,
             "api": api.model_copy(update=api_updates),
             "kafka": kafka.model_copy(update=kafka_updates),
+            "ledger": ledger.model_copy(update=ledger_updates),
         }
     )

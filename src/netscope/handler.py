@@ -1,9 +1,11 @@
-"""One message, start to end: parse -> guard -> record -> publish -> hand to the audit writer.
+"""One message, start to end: parse -> claim -> guard -> settle -> record -> audit writer.
 
 The handler never raises for bad input or a failing upstream: an invalid message is
 dead-lettered and audited as ``invalid``; a call ends in an outcome from the caller, which is
-total. The record goes to the audit writer, which makes it durable and only then lets its
-offset be committed.
+total. With the idempotency ledger on (ledger/gate.py), a valid message's key is claimed
+before the call and settled after it, before its record goes to the audit: a key the ledger
+holds as done is not called again (``duplicate_skipped``). The record goes to the audit
+writer, which makes it durable and only then lets its offset be committed.
 """
 
 from __future__ import annotations
@@ -19,10 +21,13 @@ from netscope.audit.record import (
     internal_error_record,
     invalid_record,
     kafka_position,
+    not_called_record,
 )
+from netscope.contract.outcomes import Outcome
 from netscope.contract.records import AuditRecord
 from netscope.contract.request import CallRequest, FieldError, InvalidMessage, parse_request
 from netscope.ingest.work import Work
+from netscope.ledger.gate import Duplicate, IdempotencyGate, NotCalled, Ticket
 from netscope.observability.events import CallCompleted, EventBus, MessageSkipped
 from netscope.outbound.caller import CallResult
 
@@ -31,6 +36,8 @@ log = logging.getLogger(__name__)
 
 class Guard(Protocol):
     async def call(self, req: CallRequest, consumed_at: float | None = None) -> CallResult: ...
+
+    def budget_s(self, req: CallRequest) -> float: ...
 
 
 class RecordSink(Protocol):
@@ -56,8 +63,12 @@ class MessageHandler:
         dead_letters: DeadLetters,
         events: EventBus,
         instance_id: str | None,
+        gate: IdempotencyGate | None = None,
+        replay_run_id: str | None = None,
     ) -> None:
         self._guards = guards
+        self._gate = gate
+        self._replay_run_id = replay_run_id
         self._max_request_bytes = max_request_bytes
         self._max_message_bytes = max_message_bytes
         self._writer = writer
@@ -91,6 +102,7 @@ class MessageHandler:
                 detail=f"{type(exc).__name__}: {exc}",
             )
             upstream_time = 0.0
+        record.replay_run_id = self._replay_run_id
         self.processed += 1
         self._events.publish(CallCompleted(record, upstream_time))
         self._writer.complete(work.lane, record)
@@ -112,7 +124,16 @@ class MessageHandler:
             return record, 0.0
         # Waiting behind the same key, then for a worker; parsing is work, not a wait.
         queued_s = max(0.0, t_parse - work.dispatched)
-        result = await self._guards[parsed.upstream].call(parsed, work.consumed_mono)
+        guard = self._guards[parsed.upstream]
+        ticket = None
+        gate = self._gate
+        if gate is not None and gate.enabled_for(parsed.upstream):
+            deadline = work.consumed_mono + guard.budget_s(parsed)
+            admission = await gate.admit(parsed, deadline)
+            if not isinstance(admission, Ticket):
+                return self._not_called(work, parsed, admission), 0.0
+            ticket = admission
+        result = await guard.call(parsed, work.consumed_mono)
         record = call_record(
             parsed,
             result,
@@ -123,7 +144,36 @@ class MessageHandler:
             queued_s=queued_s + result.queued_s,
             instance_id=self._instance_id,
         )
+        if ticket is not None and gate is not None:
+            record.attempt_after_lease_expiry = ticket.after_lease_expiry
+            record.replay_run_id = self._replay_run_id  # settle points at this record
+            await gate.settle(ticket, record)
         return record, result.upstream_time_s
+
+    def _not_called(
+        self, work: Work, req: CallRequest, admission: Duplicate | NotCalled
+    ) -> AuditRecord:
+        common = {
+            "received_at": work.received_at,
+            "completed_at": time.time(),
+            "instance_id": self._instance_id,
+        }
+        position = kafka_position(work.record)
+        if isinstance(admission, NotCalled):
+            return not_called_record(
+                req, position, outcome=admission.outcome, detail=admission.detail, **common
+            )
+        done = admission.entry.completion
+        original = done.outcome if done else "unknown"
+        return not_called_record(
+            req,
+            position,
+            outcome=Outcome.DUPLICATE_SKIPPED,
+            detail=f"idempotency key completed before as {original}",
+            status=done.status if done else None,
+            duplicate_of=done.audit_ref if done else None,
+            **common,
+        )
 
     def _parse(self, work: Work) -> CallRequest | InvalidMessage:
         record = work.record

@@ -4,8 +4,9 @@ One message goes forward through the stages, each in its own module:
 
     ingest/fetcher.py  fetch, backpressure (ingest/flow.py), throttle -> a Work per record
     ingest/keyed.py    per-key queues and a fixed worker pool: order per key
-    handler.py         parse -> dead letter (ingest/dead_letter.py) or guarded call
-                       (outbound/caller.py) -> record (audit/record.py) -> writer
+    handler.py         parse -> dead letter (ingest/dead_letter.py) or claim the key
+                       (ledger/gate.py) -> guarded call (outbound/caller.py) -> settle
+                       -> record (audit/record.py) -> writer
     audit/writer.py    batches made durable in the store, or the spool when it fails
     audit/commit.py    durable offsets -> Kafka commits; rebalance; lag
 
@@ -35,13 +36,21 @@ from netscope.ingest.flow import FlowControl
 from netscope.ingest.kafka import make_consumer, make_producer
 from netscope.ingest.keyed import KeyedScheduler
 from netscope.ingest.work import Work
+from netscope.ledger.factory import build_ledger
+from netscope.ledger.gate import IdempotencyGate
 from netscope.observability.events import EventBus, StatusSampled
 from netscope.observability.log_events import log_event
 from netscope.observability.metrics import Metrics
 from netscope.outbound.caller import UpstreamGuard
 from netscope.resilience.clock import SystemClock
 from netscope.runtime import bounded_step
-from netscope.status import PipelineStatus, SpoolStatus, StopSummary, spool_status
+from netscope.status import (
+    LedgerStatus,
+    PipelineStatus,
+    SpoolStatus,
+    StopSummary,
+    spool_status,
+)
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +66,10 @@ class Pipeline:
         events: EventBus | None = None,
         metrics: Metrics | None = None,
         consumer_overrides: dict[str, Any] | None = None,
+        replay_run_id: str | None = None,
     ) -> None:
         self.settings = settings
+        self.replay_run_id = replay_run_id
         self.events = events or EventBus()
         self.metrics = metrics or Metrics()
         self.events.subscribe(self.metrics.on_event)
@@ -71,10 +82,24 @@ class Pipeline:
         }
         for name, guard in self.guards.items():
             self.metrics.init_upstream(name, in_flight=guard.calls_in_progress)
+        self._build_ledger()
         self._build_audit()
         self._build_kafka(consumer_overrides or {})
         self._background: list[asyncio.Task[Any]] = []
         self._spool_status = SpoolStatus()
+
+    def _build_ledger(self) -> None:
+        ledger = build_ledger(self.settings)
+        self.gate = None
+        if ledger is not None:
+            ups = self.settings.upstreams
+            self.gate = IdempotencyGate(
+                ledger,
+                self.settings.ledger,
+                {n: u.idempotency for n, u in ups.items()},
+                {n: u.deadline_s for n, u in ups.items()},
+                self.events,
+            )
 
     def _build_audit(self) -> None:
         audit = self.settings.audit
@@ -91,6 +116,7 @@ class Pipeline:
             self.events,
             spool=self.spool,
             on_spool_append=lambda: self.drainer.wake(),
+            run_id=self.replay_run_id,
         )
         self.drainer = SpoolDrainer(
             self.spool,
@@ -104,7 +130,11 @@ class Pipeline:
         s = self.settings
         self._consumer = make_consumer(s.kafka, **consumer_overrides)
         self._producer = make_producer(s.kafka)
-        dead_letters = DeadLetterPublisher(self._producer, s.kafka.dead_letter_topic, self.events)
+        dead_letters: Any = DeadLetterPublisher(
+            self._producer, s.kafka.dead_letter_topic, self.events
+        )
+        if self.replay_run_id is not None:
+            dead_letters = AlreadyDeadLettered()
         self.handler = MessageHandler(
             guards=self.guards,
             max_request_bytes={n: u.max_request_bytes for n, u in s.upstreams.items()},
@@ -113,6 +143,8 @@ class Pipeline:
             dead_letters=dead_letters,
             events=self.events,
             instance_id=s.instance_id,
+            gate=self.gate,
+            replay_run_id=self.replay_run_id,
         )
         self.scheduler: KeyedScheduler[Work] = KeyedScheduler(
             self.handler, workers=s.pipeline.max_in_flight
@@ -130,6 +162,7 @@ class Pipeline:
             max_poll_records=s.kafka.max_poll_records,
             rate_per_s=s.pipeline.ingest_rate_per_s,
             start_paused=s.pipeline.start_paused,
+            ledger_available=self._ledger_available,
         )
         self.committer = OffsetCommitter(
             self._consumer,
@@ -144,15 +177,16 @@ class Pipeline:
 
     # -- lifecycle ---------------------------------------------------------------------------
 
-    async def start(self) -> None:
+    def _ledger_available(self) -> bool:
+        return self.gate is None or self.gate.available
+
+    async def start_stages(self) -> None:
+        """Everything but Kafka: ledger, HTTP clients, workers, audit writer and drainer.
+        ``netscope replay`` feeds these from its own reader (replay/runner.py)."""
+        if self.gate is not None:
+            await self.gate.open()
         for guard in self.guards.values():
             await guard.client.start()
-        await self._producer.start()
-        await self._consumer.start()
-        self._consumer.subscribe(
-            [self.settings.kafka.requests_topic], listener=self.committer.listener()
-        )
-        self.consumer_connected = True
         if not self.spool_report.clean:
             # Torn tails are truncated and corrupt segments quarantined, never dropped silently.
             log.warning("audit spool recovered with findings: %s", self.spool_report)
@@ -166,9 +200,47 @@ class Pipeline:
         self._background = [
             asyncio.create_task(self.writer.run(), name="audit-sealer"),
             asyncio.create_task(self.drainer.run(), name="spool-drainer"),
+            asyncio.create_task(self._sample_loop(), name="sampler"),
+        ]
+        if self.gate is not None:
+            self._background.append(asyncio.create_task(self.gate.watch(), name="ledger"))
+
+    async def stop_stages(self, drain_timeout_s: float) -> tuple[int, int, int]:
+        """The replay's stop: drain the workers, flush the audit, close. Returns (abandoned,
+        audit_pending, batches still in the spool)."""
+        abandoned = await self.scheduler.wait_idle(drain_timeout_s)
+        await self.scheduler.stop()
+        if not await bounded_step(
+            "audit flush", self.writer.flush(), self.settings.pipeline.flush_timeout_s
+        ):
+            await self.writer.close()
+        for task in self._background:
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        await bounded_step("last spool drain", self.drainer.drain_once(), CLOSE_STEP_TIMEOUT_S)
+        audit_pending = self.writer.pending_records
+        spooled = (await asyncio.to_thread(self.spool.stats)).pending_entries
+        await self._close_clients()
+        return abandoned, audit_pending, spooled
+
+    async def _close_clients(self) -> None:
+        for guard in self.guards.values():
+            await guard.client.close()
+        if self.gate is not None:
+            await bounded_step("ledger close", self.gate.ledger.close(), CLOSE_STEP_TIMEOUT_S)
+        self.spool.close()
+
+    async def start(self) -> None:
+        await self.start_stages()
+        await self._producer.start()
+        await self._consumer.start()
+        self._consumer.subscribe(
+            [self.settings.kafka.requests_topic], listener=self.committer.listener()
+        )
+        self.consumer_connected = True
+        self._background += [
             asyncio.create_task(self.committer.run(), name="committer"),
             asyncio.create_task(self.committer.lag_loop(), name="lag"),
-            asyncio.create_task(self._sample_loop(), name="sampler"),
         ]
 
     async def run(self) -> None:
@@ -201,9 +273,7 @@ class Pipeline:
         await bounded_step("consumer close", self._consumer.stop(), CLOSE_STEP_TIMEOUT_S)
         self.consumer_connected = False
         await bounded_step("producer close", self._producer.stop(), CLOSE_STEP_TIMEOUT_S)
-        for guard in self.guards.values():
-            await guard.client.close()
-        self.spool.close()
+        await self._close_clients()
         committed = self.committer.committed
         return StopSummary(
             processed=self.handler.processed,
@@ -244,7 +314,14 @@ class Pipeline:
             spool=replace(spool, full=spool.full or self.writer.spool_full),
             kafka=self.committer.status(connected=self.consumer_connected),
             breakers={name: str(g.breaker.state) for name, g in self.guards.items()},
+            ledger=self._ledger_status(),
         )
+
+    def _ledger_status(self) -> LedgerStatus:
+        gate = self.gate
+        if gate is None:
+            return LedgerStatus("none", True)
+        return LedgerStatus(gate.ledger.description, gate.available, gate.detail)
 
     async def _sample_loop(self) -> None:
         """State that is not an event (spool on disk, time-based breaker moves), each second."""
@@ -255,3 +332,10 @@ class Pipeline:
                 guard.breaker.poll()
             self.events.publish(StatusSampled(self.status()))
             await asyncio.sleep(SAMPLE_INTERVAL_S)
+
+
+class AlreadyDeadLettered:
+    """A replay does not dead-letter again: the live run did (the record still says invalid)."""
+
+    async def publish(self, record: Any, invalid: Any) -> None:
+        return None

@@ -39,6 +39,13 @@ class KafkaStatus:
 
 
 @dataclass(slots=True, frozen=True)
+class LedgerStatus:
+    backend: str  # "none" when the ledger is off
+    available: bool
+    detail: str = ""
+
+
+@dataclass(slots=True, frozen=True)
 class PipelineStatus:
     instance_id: str
     queue_depth: int  # fetched, not yet durably audited
@@ -52,6 +59,7 @@ class PipelineStatus:
     spool: SpoolStatus
     kafka: KafkaStatus
     breakers: dict[str, str]
+    ledger: LedgerStatus = LedgerStatus("none", True)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON of ``GET /api/status`` (flat keys kept for existing readers)."""
@@ -79,6 +87,11 @@ class PipelineStatus:
             "spool_full": spool.full,
             "processed": self.processed,
             "breakers": dict(self.breakers),
+            "ledger": {
+                "backend": self.ledger.backend,
+                "available": self.ledger.available,
+                "detail": self.ledger.detail,
+            },
         }
 
 
@@ -106,4 +119,11 @@ def spool_status(stats: Any, holding: bool) -> SpoolStatus:
     )
 
 
-__all__ = ["KafkaStatus", "PipelineStatus", "SpoolStatus", "StopSummary", "spool_status"]
+__all__ = [
+    "KafkaStatus",
+    "LedgerStatus",
+    "PipelineStatus",
+    "SpoolStatus",
+    "StopSummary",
+    "spool_status",
+]

@@ -539,7 +539,7 @@ def test_audit_record_serialises_every_documented_field() -> None:
         "request_id", "idempotency_key", "trace_id", "span_id", "upstream", "method", "path",
         "kafka", "outcome", "received_at", "completed_at", "latency_s", "queued_s", "status",
         "error_class", "error_detail", "attempts", "created_at", "instance_id",
-        "schema_version",
+        "replay_run_id", "duplicate_of", "attempt_after_lease_expiry", "schema_version",
     }  # fmt: skip
     assert record.event_time_ms == 1_714_560_000_000
 
@@ -548,7 +548,7 @@ def test_outcome_values_are_stable() -> None:
     assert {o.value for o in Outcome} == {
         "success", "http_error", "timeout_connect", "timeout_read", "deadline_exceeded",
         "connect_error", "protocol_error", "rejected_circuit_open", "rejected_rate_limited",
-        "invalid", "duplicate_skipped",
+        "invalid", "duplicate_skipped", "duplicate_in_progress", "ledger_unavailable",
     }  # fmt: skip
 
 

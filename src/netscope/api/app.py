@@ -3,9 +3,9 @@
 Readiness is honest: 200 only when the Kafka consumer has joined its group (an instance with no
 partition assigned is ready, and says so) and the broker answered within the last 10 s, the
 audit store answers a *signed* request (probed at most every 2 s, one probe at a time), the
-metrics endpoint renders and the spool has room; otherwise 503 with a JSON body naming each
-failing dependency. Admin endpoints need a bearer token, and are disabled (403)
-when none is configured.
+metrics endpoint renders, the spool has room and the idempotency ledger (when on) answers;
+otherwise 503 with a JSON body naming each failing dependency. Admin endpoints need a bearer
+token, and are disabled (403) when none is configured.
 """
 
 from __future__ import annotations
@@ -132,6 +132,13 @@ def create_app(pipeline: Pipeline, *, hub: Any | None = None) -> FastAPI:
             "ok": not spool_full,
             "detail": "full: consumption paused" if spool_full else "has room",
         }
+        ledger = status.ledger
+        if ledger.backend != "none":
+            checks["ledger"] = {
+                "ok": ledger.available,
+                "detail": f"{ledger.backend}: "
+                + ("answers" if ledger.available else f"{ledger.detail}: consumption paused"),
+            }
         failing = [name for name, check in checks.items() if not check["ok"]]
         body = {
             "status": "ready" if not failing else "not_ready",

@@ -53,16 +53,21 @@ class Encoded(NamedTuple):
 
 
 class ExactlyOnce:
-    def __init__(self, store: CreateOnlyStore, *, prefix: str, compress: bool) -> None:
+    def __init__(
+        self, store: CreateOnlyStore, *, prefix: str, compress: bool, run_id: str | None = None
+    ) -> None:
         self._store = store
         self._prefix = prefix
         self._compress = compress
+        self._run_id = run_id  # a replay's objects get keys of their own (audit/keys.py)
         # Per partition, [first, last] offsets of the last object a 412 revealed (rule 3).
         self._seen: dict[TopicPartition, tuple[int, int]] = {}
 
     @classmethod
-    def from_config(cls, cfg: AuditConfig, store: CreateOnlyStore) -> ExactlyOnce:
-        return cls(store, prefix=cfg.prefix, compress=cfg.compression == "gzip")
+    def from_config(
+        cls, cfg: AuditConfig, store: CreateOnlyStore, run_id: str | None = None
+    ) -> ExactlyOnce:
+        return cls(store, prefix=cfg.prefix, compress=cfg.compression == "gzip", run_id=run_id)
 
     def key_for(self, batch: Batch) -> str:
         return object_key(
@@ -72,6 +77,7 @@ class ExactlyOnce:
             batch.partition,
             batch.first_offset,
             gzip=self._compress,
+            run_id=self._run_id,
         )
 
     async def encode(self, batch: Batch) -> bytes:

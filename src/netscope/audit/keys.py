@@ -1,6 +1,10 @@
 """Object keys of audit batches: where a record lives is a pure function of where it came from.
 
     {prefix}/dt=YYYY-MM-DD/hour=HH/topic={topic}/partition={p}/{first_offset:020d}.jsonl[.gz]
+    {prefix}/dt=YYYY-MM-DD/hour=HH/topic={topic}/partition={p}/run={run_id}/{first:020d}...
+
+The second form holds what ``netscope replay`` wrote: a replay's records never land on (or
+collide with) the live objects' keys, and one listing of an hour finds both.
 
 The hour is the event hour (Kafka record timestamp, UTC) of the batch's records: a batch never
 spans two hours. A batch always starts at a partition's committed offset or right after the
@@ -17,7 +21,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 _KEY = re.compile(
-    r"(?:^|/)dt=(\d{4}-\d{2}-\d{2})/hour=(\d{2})/topic=([^/]+)/partition=(\d+)/(\d{20})\.jsonl(\.gz)?$"
+    r"(?:^|/)dt=(\d{4}-\d{2}-\d{2})/hour=(\d{2})/topic=([^/]+)/partition=(\d+)/"
+    r"(?:run=([^/]+)/)?(\d{20})\.jsonl(\.gz)?$"
 )
 
 
@@ -38,10 +43,19 @@ def hour_prefix(prefix: str, hour: str) -> str:
 
 
 def object_key(
-    prefix: str, hour: str, topic: str, partition: int, first_offset: int, *, gzip: bool
+    prefix: str,
+    hour: str,
+    topic: str,
+    partition: int,
+    first_offset: int,
+    *,
+    gzip: bool,
+    run_id: str | None = None,
 ) -> str:
     suffix = ".jsonl.gz" if gzip else ".jsonl"
     folder = f"{hour_prefix(prefix, hour)}topic={topic}/partition={partition}"
+    if run_id is not None:
+        folder = f"{folder}/run={run_id}"
     return f"{folder}/{first_offset:020d}{suffix}"
 
 
@@ -53,11 +67,12 @@ class ParsedKey:
     partition: int
     first_offset: int
     gzip: bool
+    run_id: str | None = None  # a replay's objects (None: live)
 
 
 def parse_key(key: str) -> ParsedKey | None:
     match = _KEY.search(key)
     if not match:
         return None
-    day, hour, topic, partition, first, gz = match.groups()
-    return ParsedKey(day, hour, topic, int(partition), int(first), gz is not None)
+    day, hour, topic, partition, run_id, first, gz = match.groups()
+    return ParsedKey(day, hour, topic, int(partition), int(first), gz is not None, run_id)

@@ -92,6 +92,45 @@ def call_record(
     )
 
 
+def not_called_record(
+    req: CallRequest,
+    position: KafkaPosition,
+    *,
+    outcome: Outcome,
+    received_at: float,
+    completed_at: float,
+    instance_id: str | None,
+    detail: str,
+    status: int | None = None,
+    duplicate_of: str | None = None,
+) -> AuditRecord:
+    """The record of a valid message the idempotency ledger kept from the upstream:
+    ``duplicate_skipped`` (done before: ``duplicate_of`` points at the original, ``status``
+    is the original's), ``duplicate_in_progress`` or ``ledger_unavailable``."""
+    msg = req.message
+    error_class = ErrorClass.LEDGER_UNAVAILABLE if outcome is Outcome.LEDGER_UNAVAILABLE else None
+    return AuditRecord(
+        request_id=msg.request_id,
+        idempotency_key=req.idempotency_key,
+        trace_id=req.trace.trace_id,
+        span_id=req.trace.span_id,
+        upstream=msg.upstream,
+        method=msg.method,
+        path=redact_path(msg.path),
+        kafka=position,
+        outcome=outcome,
+        received_at=received_at,
+        completed_at=completed_at,
+        latency_s=round(completed_at - received_at, 6),
+        status=status,
+        error_class=error_class,
+        error_detail=detail[:_DETAIL_MAX],
+        created_at=msg.created_at.isoformat() if msg.created_at else None,
+        instance_id=instance_id,
+        duplicate_of=duplicate_of,
+    )
+
+
 def internal_error_record(
     req: CallRequest | None,
     position: KafkaPosition,

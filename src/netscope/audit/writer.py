@@ -78,10 +78,11 @@ class AuditWriter:
         spool: Any | None = None,
         on_spool_append: Callable[[], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        run_id: str | None = None,
     ) -> None:
         self._cfg = cfg
         self._lanes = Lanes(BatchLimits.from_config(cfg), clock)
-        self._objects = ExactlyOnce.from_config(cfg, store)
+        self._objects = ExactlyOnce.from_config(cfg, store, run_id)
         self._events = events
         self._spool = spool
         self._on_spool_append = on_spool_append

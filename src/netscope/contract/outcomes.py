@@ -23,18 +23,27 @@ class Outcome(StrEnum):
     REJECTED_CIRCUIT_OPEN = "rejected_circuit_open"
     REJECTED_RATE_LIMITED = "rejected_rate_limited"  # rate limit or bulkhead saturated
     INVALID = "invalid"  # failed validation: dead-lettered
-    DUPLICATE_SKIPPED = "duplicate_skipped"  # idempotency ledger says already done (replay)
+    DUPLICATE_SKIPPED = "duplicate_skipped"  # the idempotency ledger holds it as done: no call
+    # Not called: another claim held the key (under a live lease) past this message's
+    # deadline; that claim's own message carries the call.
+    DUPLICATE_IN_PROGRESS = "duplicate_in_progress"
+    # Not called: the ledger could not be asked before the deadline (it fails closed).
+    LEDGER_UNAVAILABLE = "ledger_unavailable"
 
 
 TIMEOUT_OUTCOMES = frozenset(
     {Outcome.TIMEOUT_CONNECT, Outcome.TIMEOUT_READ, Outcome.DEADLINE_EXCEEDED}
 )
-ERROR_OUTCOMES = frozenset(Outcome) - {Outcome.SUCCESS, Outcome.DUPLICATE_SKIPPED}
+# Outcomes that only say another message already carries the key's call.
+DUPLICATE_OUTCOMES = frozenset({Outcome.DUPLICATE_SKIPPED, Outcome.DUPLICATE_IN_PROGRESS})
+ERROR_OUTCOMES = frozenset(Outcome) - {Outcome.SUCCESS} - DUPLICATE_OUTCOMES
 REJECTED_OUTCOMES = frozenset({Outcome.REJECTED_CIRCUIT_OPEN, Outcome.REJECTED_RATE_LIMITED})
 # Outcomes whose latency says nothing about the upstream (no call was made): the latency
 # histogram and the dashboard's percentiles leave them out, so an open circuit does not pull
 # p95 down.
-NO_UPSTREAM_LATENCY_OUTCOMES = REJECTED_OUTCOMES | {Outcome.INVALID, Outcome.DUPLICATE_SKIPPED}
+NO_UPSTREAM_LATENCY_OUTCOMES = (
+    REJECTED_OUTCOMES | DUPLICATE_OUTCOMES | {Outcome.INVALID, Outcome.LEDGER_UNAVAILABLE}
+)
 
 
 class ErrorClass(StrEnum):
@@ -53,6 +62,7 @@ class ErrorClass(StrEnum):
     CIRCUIT_OPEN = "circuit_open"
     INVALID = "invalid"
     INTERNAL_ERROR = "internal_error"
+    LEDGER_UNAVAILABLE = "ledger_unavailable"
 
 
 class ErrorOrigin(StrEnum):
@@ -93,6 +103,7 @@ _LOCAL = frozenset(
         ErrorClass.BULKHEAD_FULL,
         ErrorClass.CIRCUIT_OPEN,
         ErrorClass.INTERNAL_ERROR,
+        ErrorClass.LEDGER_UNAVAILABLE,
     }
 )
 

@@ -78,6 +78,12 @@ class AuditRecord:
     attempts: list[Attempt] = field(default_factory=list)
     created_at: str | None = None  # producer's created_at, as given
     instance_id: str | None = None
+    # Idempotency ledger (docs/audit-format.md, "Replays and duplicates"):
+    replay_run_id: str | None = None  # set on records written by `netscope replay`
+    duplicate_of: str | None = None  # duplicate_skipped: the audit_ref of the original call
+    # Called again because an earlier claim's lease ran out (a crash mid-call, most likely):
+    # the upstream may have seen this key before, and got the same Idempotency-Key.
+    attempt_after_lease_expiry: bool = False
     schema_version: int = AUDIT_SCHEMA_VERSION
 
     @property

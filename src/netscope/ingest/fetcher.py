@@ -46,6 +46,7 @@ class Fetcher:
         max_poll_records: int,
         rate_per_s: float = 0.0,
         start_paused: bool = False,
+        ledger_available: Callable[[], bool] = lambda: True,
     ) -> None:
         """``rate_per_s`` 0 means unlimited, as in the config; ``start_paused`` sets it to 0
         (paused) until an operator lifts it (pipeline.start_paused)."""
@@ -61,6 +62,7 @@ class Fetcher:
         self._events = events
         self._clock = clock
         self._max_poll_records = max_poll_records
+        self._ledger_available = ledger_available
         self.limiter = TokenBucket(float("inf"), 1, clock)
         self._stopping = asyncio.Event()
         if start_paused or rate_per_s > 0:  # a limit from the start is said, like any other
@@ -70,7 +72,8 @@ class Fetcher:
 
     @property
     def paused_reason(self) -> str | None:
-        """Why consumption is paused (queue_full, spool_full, throttle), or None."""
+        """Why consumption is paused (queue_full, spool_full, ledger_unavailable, throttle),
+        or None."""
         return self._flow.reason
 
     @property
@@ -143,6 +146,7 @@ class Fetcher:
             pending=self._writer.pending_records,
             spool_full=self._writer.spool_full,
             throttle_paused=self.limiter.paused,
+            ledger_down=not self._ledger_available(),
         )
         if change is not None:
             assigned = list(self._consumer.assignment())

@@ -2,7 +2,8 @@
 
 Ingest pauses (the assigned partitions, never dropping anything) when the queue of messages
 fetched but not yet durably audited reaches ``queue_depth``, when the audit spool refuses
-batches, or when an operator throttled ingest to 0. Queue pauses have hysteresis: resuming
+batches, when the idempotency ledger does not answer (nothing may be called without a claim),
+or when an operator throttled ingest to 0. Queue pauses have hysteresis: resuming
 waits until the queue is below ``resume_ratio`` of the bound, so a queue hovering at the bound
 does not flap pause/resume on every fetch. The fetcher applies the decision to the consumer.
 """
@@ -39,16 +40,23 @@ class FlowControl:
         return max(0, self.queue_depth - pending)
 
     def update(
-        self, *, pending: int, spool_full: bool, throttle_paused: bool
+        self,
+        *,
+        pending: int,
+        spool_full: bool,
+        throttle_paused: bool,
+        ledger_down: bool = False,
     ) -> FlowChange | None:
         """Decide from the current state; a :class:`FlowChange` only when the decision moved.
 
-        The most severe reason wins: a full spool (the audit cannot take more) before an
-        operator's pause before a full queue.
+        The most severe reason wins: a full spool (the audit cannot take more), then a ledger
+        down (nothing can be called), then an operator's pause, then a full queue.
         """
         reason: PauseReason | None = None
         if spool_full:
             reason = PauseReason.SPOOL_FULL
+        elif ledger_down:
+            reason = PauseReason.LEDGER_UNAVAILABLE
         elif throttle_paused:
             reason = PauseReason.THROTTLE
         elif pending >= self.queue_depth or (

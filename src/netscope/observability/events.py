@@ -129,6 +129,48 @@ class PauseReason(StrEnum):
     QUEUE_FULL = "queue_full"
     SPOOL_FULL = "spool_full"
     THROTTLE = "throttle"
+    LEDGER_UNAVAILABLE = "ledger_unavailable"
+
+
+class LedgerOp(StrEnum):
+    CLAIM = "claim"
+    SETTLE = "settle"
+
+
+@dataclass(slots=True, frozen=True)
+class LedgerRoundTrip:
+    """One batched round trip to the idempotency ledger, ended (``error`` set if it failed).
+
+    ``results`` counts the answers by name: claim results (claimed, completed, in_progress,
+    taken_over) or settle results (completed, released, lease_lost)."""
+
+    op: LedgerOp
+    items: int
+    duration_s: float
+    results: tuple[tuple[str, int], ...] = ()
+    error: str | None = None
+    created: float = field(default_factory=time.time)
+
+
+@dataclass(slots=True, frozen=True)
+class LeaseExpired:
+    """A key's lease ran out before its call was settled (a crash mid-call, or a call that
+    outlived deadline + margin): it is being called again, with the same Idempotency-Key."""
+
+    upstream: str
+    idempotency_key: str
+    takeovers: int
+    created: float = field(default_factory=time.time)
+
+
+@dataclass(slots=True, frozen=True)
+class LedgerAvailabilityChanged:
+    """The ledger stopped (or resumed) answering: ingest pauses while it is down."""
+
+    available: bool
+    backend: str
+    detail: str
+    created: float = field(default_factory=time.time)
 
 
 @dataclass(slots=True, frozen=True)
@@ -220,6 +262,9 @@ Event = (
     | OffsetsCommitted
     | CommitFailed
     | StatusSampled
+    | LedgerRoundTrip
+    | LeaseExpired
+    | LedgerAvailabilityChanged
 )
 Listener = Callable[[Any], None]
 

@@ -35,6 +35,10 @@ from netscope.observability.events import (
     CommitFailed,
     DegradedModeChanged,
     IngestRateChanged,
+    LeaseExpired,
+    LedgerAvailabilityChanged,
+    LedgerOp,
+    LedgerRoundTrip,
     MessageDeadLettered,
     MessageSkipped,
     OffsetsCommitted,
@@ -296,6 +300,7 @@ class Metrics:
             "Spooled batches uploaded to the store (rate() = drain rate).",
             registry=r,
         )
+        self._init_ledger(r)
         self.started = Gauge(
             "netscope_start_time_seconds", "Unix time the process started.", registry=r
         )
@@ -306,6 +311,55 @@ class Metrics:
         self._per_call: dict[tuple[str, Outcome, ErrorClass | None], _CallChildren] = {}
         self._per_timeout: dict[tuple[str, str], Any] = {}
         self._per_answer: dict[tuple[str, int], Any] = {}
+
+    def _init_ledger(self, r: CollectorRegistry) -> None:
+        self.ledger_claims = Counter(
+            "netscope_ledger_claims_total",
+            "Idempotency keys claimed before a call, by result (claimed, completed = "
+            "already done, in_progress = held by another claim, taken_over = lease expired).",
+            ["result"],
+            registry=r,
+        )
+        for result in ("claimed", "completed", "in_progress", "taken_over"):
+            self.ledger_claims.labels(result)
+        self.ledger_settles = Counter(
+            "netscope_ledger_settles_total",
+            "Claims settled after the call: completed, released (the outcome does not count "
+            "as done), lease_lost (another claim took the key meanwhile).",
+            ["result"],
+            registry=r,
+        )
+        for result in ("completed", "released", "lease_lost"):
+            self.ledger_settles.labels(result)
+        self.ledger_round_trip = Histogram(
+            "netscope_ledger_round_trip_seconds",
+            "One batched round trip to the idempotency ledger, by operation.",
+            ["op"],
+            buckets=LATENCY_BUCKETS_S,
+            registry=r,
+        )
+        self.ledger_errors = Counter(
+            "netscope_ledger_errors_total",
+            "Ledger round trips that failed (unreachable, timed out), by operation.",
+            ["op"],
+            registry=r,
+        )
+        for op in LedgerOp:
+            self.ledger_round_trip.labels(op.value)
+            self.ledger_errors.labels(op.value)
+        self.ledger_lease_expiries = Counter(
+            "netscope_ledger_lease_expiries_total",
+            "Keys called again because an earlier claim's lease ran out (a crash mid-call): "
+            "the upstream may have seen them twice (same Idempotency-Key).",
+            ["upstream"],
+            registry=r,
+        )
+        self.ledger_up = Gauge(
+            "netscope_ledger_up",
+            "1 while the idempotency ledger answers (ingest pauses at 0).",
+            registry=r,
+        )
+        self.ledger_up.set(1)
 
     def init_upstream(
         self, name: str, state: str = "closed", in_flight: Callable[[], float] | None = None
@@ -470,6 +524,21 @@ class Metrics:
     def _dead_letter(self, ev: MessageDeadLettered) -> None:
         self.dead_letters.labels(ev.field.split(".")[0].split("[")[0]).inc()
 
+    def _ledger_round_trip(self, ev: LedgerRoundTrip) -> None:
+        if ev.error is not None:
+            self.ledger_errors.labels(ev.op.value).inc()
+            return
+        self.ledger_round_trip.labels(ev.op.value).observe(ev.duration_s)
+        counter = self.ledger_claims if ev.op is LedgerOp.CLAIM else self.ledger_settles
+        for result, n in ev.results:
+            counter.labels(result).inc(n)
+
+    def _lease_expired(self, ev: LeaseExpired) -> None:
+        self.ledger_lease_expiries.labels(ev.upstream).inc()
+
+    def _ledger_availability(self, ev: LedgerAvailabilityChanged) -> None:
+        self.ledger_up.set(1 if ev.available else 0)
+
     _handlers: dict[type, Callable[[Metrics, Any], None]] = {
         CallCompleted: _call_completed,
         AttemptFinished: _attempt_finished,
@@ -489,4 +558,7 @@ class Metrics:
         PartitionsAssigned: _partitions,
         PartitionsRevoked: _partitions,
         IngestRateChanged: _rate,
+        LedgerRoundTrip: _ledger_round_trip,
+        LeaseExpired: _lease_expired,
+        LedgerAvailabilityChanged: _ledger_availability,
     }

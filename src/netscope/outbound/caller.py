@@ -198,11 +198,16 @@ class UpstreamGuard:
         finally:
             self._in_progress -= 1
 
+    def budget_s(self, req: CallRequest) -> float:
+        """The request's whole time budget: the upstream's deadline, or the message's shorter
+        ``timeout_ms``."""
+        if req.message.timeout_ms is not None:
+            return min(self.cfg.deadline_s, req.message.timeout_ms / 1000)
+        return self.cfg.deadline_s
+
     async def _call(self, req: CallRequest, consumed_at: float | None) -> CallResult:
         start = self.clock.monotonic() if consumed_at is None else consumed_at
-        budget_s = self.cfg.deadline_s
-        if req.message.timeout_ms is not None:
-            budget_s = min(budget_s, req.message.timeout_ms / 1000)
+        budget_s = self.budget_s(req)
         deadline = start + budget_s
         result = CallResult(Outcome.SUCCESS)
         self.budget.record_request()

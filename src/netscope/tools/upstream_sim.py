@@ -132,12 +132,18 @@ class SimStats:
         self.by_status: Counter[int] = Counter()
         self.by_outcome: Counter[str] = Counter()
         self.by_path: Counter[str] = Counter()
+        # Every Idempotency-Key ever sent (not bounded like ``recent``): "no key reached the
+        # upstream twice" must hold over a whole run, not the last thousand requests.
+        self.by_idempotency_key: Counter[str] = Counter()
         self.in_flight = 0
         self.recent: deque[dict[str, Any]] = deque(maxlen=self.history_size)
 
     def record_arrival(self, request: web.BaseRequest) -> dict[str, Any]:
         self.total += 1
         self.by_path[request.path] += 1
+        key = request.headers.get("Idempotency-Key")
+        if key is not None:
+            self.by_idempotency_key[key] += 1
         entry: dict[str, Any] = {
             "t": time.time(),
             "method": request.method,
@@ -174,6 +180,10 @@ class SimStats:
             "by_status": {str(k): v for k, v in sorted(self.by_status.items())},
             "by_outcome": dict(self.by_outcome),
             "by_path": dict(self.by_path),
+            "idempotency_keys": len(self.by_idempotency_key),
+            "idempotency_keys_repeated": {
+                k: n for k, n in self.by_idempotency_key.items() if n > 1
+            },
             "history_size": self.history_size,
             "recent_arrivals": [e["t"] for e in self.recent],
             "recent": list(self.recent),

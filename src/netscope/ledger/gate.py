@@ -1,0 +1,303 @@
+"""The handler's door to the idempotency ledger: claim before the call, settle after it.
+
+    admit(request)  -> Ticket     call the upstream (after_lease_expiry: again, after a crash)
+                    -> Duplicate  completed before: no call, record duplicate_skipped
+                    -> NotCalled  another claim kept the key past our deadline, or the ledger
+                                  could not be asked before it (fail closed)
+    settle(ticket, record)        completed (the upstream policy says the outcome counts)
+                                  or released (deleted: a replay will call it again)
+
+Claims and settles from every worker are batched per loop turn (ledger/batching.py): one
+round trip per fetch, not per message. While the ledger cannot answer, ``available`` is
+False (the fetcher pauses ingest on it, readiness names it) and admissions retry every
+``retry_interval_s`` within their message's deadline; nothing is called without a claim.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+from netscope.config import IdempotencyConfig, LedgerConfig
+from netscope.contract.outcomes import Outcome
+from netscope.contract.records import AuditRecord
+from netscope.contract.request import CallRequest
+from netscope.ledger.batching import MicroBatcher
+from netscope.ledger.model import (
+    Claim,
+    ClaimRequest,
+    ClaimResult,
+    Completion,
+    Entry,
+    Ledger,
+    LedgerKey,
+    LedgerUnavailable,
+    Settle,
+)
+from netscope.observability.events import (
+    EventBus,
+    LeaseExpired,
+    LedgerAvailabilityChanged,
+    LedgerOp,
+    LedgerRoundTrip,
+)
+
+log = logging.getLogger(__name__)
+
+IN_PROGRESS_POLL_S = 0.2  # how often a key held by another claim is asked again
+
+
+@dataclass(slots=True, frozen=True)
+class Ticket:
+    key: LedgerKey
+    token: str
+    ttl_s: float
+    lease_until: float  # wall clock: settling after this is moot (the key may be taken)
+    after_lease_expiry: bool
+
+
+@dataclass(slots=True, frozen=True)
+class Duplicate:
+    entry: Entry
+
+
+@dataclass(slots=True, frozen=True)
+class NotCalled:
+    outcome: Outcome  # DUPLICATE_IN_PROGRESS or LEDGER_UNAVAILABLE
+    detail: str
+
+
+Admission = Ticket | Duplicate | NotCalled
+
+
+def completion_class(record: AuditRecord) -> str:
+    """The name ``completed_on`` matches: the outcome, with http_error split by status."""
+    if record.outcome is Outcome.HTTP_ERROR and record.status is not None:
+        return "http_5xx" if record.status >= 500 else "http_4xx"
+    return record.outcome.value
+
+
+def audit_ref(record: AuditRecord) -> str:
+    """Where a record is, for a duplicate's ``duplicate_of`` (docs/audit-format.md)."""
+    k = record.kafka
+    ref = f"{k.topic}/{k.partition}/{k.offset}"
+    return f"replay={record.replay_run_id}:{ref}" if record.replay_run_id else ref
+
+
+class IdempotencyGate:
+    def __init__(
+        self,
+        ledger: Ledger,
+        cfg: LedgerConfig,
+        policies: Mapping[str, IdempotencyConfig],
+        deadlines_s: Mapping[str, float],
+        events: EventBus,
+        *,
+        wall: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.ledger = ledger
+        self._cfg = cfg
+        self._policies = policies
+        self._lease_s = {n: d + cfg.lease_margin_s for n, d in deadlines_s.items()}
+        self._events = events
+        self._wall = wall
+        self._monotonic = monotonic
+        self._claims: MicroBatcher[ClaimRequest, Claim] = MicroBatcher(
+            self._claim_batch, max_batch=cfg.max_batch
+        )
+        self._settles: MicroBatcher[Settle, bool] = MicroBatcher(
+            self._settle_batch, max_batch=cfg.max_batch
+        )
+        self.available = True
+        self.detail = ""
+        self._opened = False
+
+    async def open(self) -> None:
+        """Open the ledger; if it cannot be reached, start unavailable (ingest paused) and
+        let :meth:`watch` open it once it answers, rather than refuse to start."""
+        try:
+            await self.ledger.open()
+        except LedgerUnavailable as exc:
+            log.warning("ledger %s unavailable at start: %s", self.ledger.description, exc)
+            self._set_available(False, str(exc))
+        else:
+            self._opened = True
+
+    def enabled_for(self, upstream: str) -> bool:
+        policy = self._policies.get(upstream)
+        return policy is not None and policy.enabled
+
+    # -- claim -------------------------------------------------------------------------------
+
+    async def admit(self, req: CallRequest, deadline_mono: float) -> Admission:
+        """Claim the request's key, waiting (within ``deadline_mono``) on a live lease or on
+        an unreachable ledger. Never raises for the ledger's sake."""
+        upstream = req.upstream
+        policy = self._policies[upstream]
+        request = ClaimRequest(
+            LedgerKey(upstream, req.idempotency_key),
+            token=uuid.uuid4().hex,
+            lease_s=self._lease_s[upstream],
+            ttl_s=policy.ttl_s,
+        )
+        while True:
+            try:
+                claim = await self._claims.submit(request)
+            except LedgerUnavailable as exc:
+                left = deadline_mono - self._monotonic()
+                if left <= self._cfg.retry_interval_s:
+                    return NotCalled(Outcome.LEDGER_UNAVAILABLE, f"ledger unavailable: {exc}")
+                await asyncio.sleep(self._cfg.retry_interval_s)
+                continue
+            result, entry = claim.result, claim.entry
+            if result is ClaimResult.CLAIMED or result is ClaimResult.TAKEN_OVER:
+                taken_over = result is ClaimResult.TAKEN_OVER
+                if taken_over:
+                    self._events.publish(
+                        LeaseExpired(upstream, req.idempotency_key, entry.takeovers if entry else 0)
+                    )
+                return Ticket(
+                    request.key,
+                    request.token,
+                    policy.ttl_s,
+                    lease_until=self._wall() + request.lease_s,
+                    after_lease_expiry=taken_over,
+                )
+            if result is ClaimResult.COMPLETED and entry is not None:
+                return Duplicate(entry)
+            # IN_PROGRESS: another claim is calling it. Ask again until it settles, its lease
+            # runs out (then it is ours: TAKEN_OVER), or our own deadline passes.
+            left = deadline_mono - self._monotonic()
+            if left <= 0:
+                holder = entry.lease_until if entry and entry.lease_until else None
+                until = f" (lease until {holder:.3f})" if holder else ""
+                return NotCalled(
+                    Outcome.DUPLICATE_IN_PROGRESS,
+                    f"key held by another claim past this message's deadline{until}",
+                )
+            wait = IN_PROGRESS_POLL_S
+            if entry is not None and entry.lease_until is not None:
+                wait = min(wait, max(0.01, entry.lease_until - self._wall()))
+            await asyncio.sleep(min(wait, left))
+
+    async def _claim_batch(self, requests: Sequence[ClaimRequest]) -> list[Claim]:
+        t0 = time.perf_counter()
+        try:
+            claims = await self.ledger.claim(requests, self._wall())
+        except LedgerUnavailable as exc:
+            self._round_trip(LedgerOp.CLAIM, len(requests), t0, error=exc)
+            raise
+        counts = Counter(c.result.value for c in claims)
+        self._round_trip(LedgerOp.CLAIM, len(requests), t0, counts=counts)
+        return claims
+
+    # -- settle ------------------------------------------------------------------------------
+
+    async def settle(self, ticket: Ticket, record: AuditRecord) -> None:
+        """Complete or release the key. Retried while the ledger is down, until the lease
+        runs out (after that another claim may hold the key: settling would be wrong)."""
+        policy = self._policies[ticket.key.upstream]
+        completion = None
+        if completion_class(record) in policy.completed_on:
+            completion = Completion(
+                outcome=record.outcome.value,
+                status=record.status,
+                attempts=len(record.attempts),
+                audit_ref=audit_ref(record),
+                completed_at=record.completed_at,
+            )
+        settle = Settle(ticket.key, ticket.token, completion, ticket.ttl_s)
+        while True:
+            try:
+                await self._settles.submit(settle)
+                return
+            except LedgerUnavailable as exc:
+                if self._wall() + self._cfg.retry_interval_s >= ticket.lease_until:
+                    log.warning(
+                        "ledger: could not settle %s/%s before its lease ran out (%s): a "
+                        "redelivery will call it again",
+                        ticket.key.upstream,
+                        ticket.key.idempotency_key,
+                        exc,
+                    )
+                    return
+                await asyncio.sleep(self._cfg.retry_interval_s)
+
+    async def _settle_batch(self, settles: Sequence[Settle]) -> list[bool]:
+        t0 = time.perf_counter()
+        try:
+            applied = await self.ledger.settle(settles, self._wall())
+        except LedgerUnavailable as exc:
+            self._round_trip(LedgerOp.SETTLE, len(settles), t0, error=exc)
+            raise
+        counts: Counter[str] = Counter()
+        for s, ok in zip(settles, applied, strict=True):
+            if not ok:
+                counts["lease_lost"] += 1
+            else:
+                counts["completed" if s.completion is not None else "released"] += 1
+        self._round_trip(LedgerOp.SETTLE, len(settles), t0, counts=counts)
+        return applied
+
+    async def watch(self) -> None:
+        """While the ledger is down, ping it: with ingest paused and no claim in flight,
+        nothing else would notice it is back. Also sweeps expired keys now and then."""
+        next_sweep = self._monotonic() + self._cfg.sweep_interval_s
+        while True:
+            if not self.available:
+                try:
+                    if self._opened:
+                        await self.ledger.ping()
+                    else:
+                        await self.ledger.open()
+                        self._opened = True
+                except LedgerUnavailable as exc:
+                    self.detail = str(exc)
+                else:
+                    self._set_available(True, "")
+            elif self._monotonic() >= next_sweep:
+                next_sweep = self._monotonic() + self._cfg.sweep_interval_s
+                try:
+                    swept = await self.ledger.sweep(self._wall())
+                except LedgerUnavailable as exc:
+                    self._set_available(False, str(exc))
+                else:
+                    if swept:
+                        log.info("ledger: swept %d keys past their TTL", swept)
+            await asyncio.sleep(self._cfg.retry_interval_s)
+
+    # -- signals -----------------------------------------------------------------------------
+
+    def _round_trip(
+        self,
+        op: LedgerOp,
+        items: int,
+        t0: float,
+        *,
+        counts: Counter[str] | None = None,
+        error: Exception | None = None,
+    ) -> None:
+        self._events.publish(
+            LedgerRoundTrip(
+                op,
+                items,
+                time.perf_counter() - t0,
+                tuple(sorted((counts or {}).items())),
+                error=None if error is None else str(error),
+            )
+        )
+        self._set_available(error is None, "" if error is None else str(error))
+
+    def _set_available(self, available: bool, detail: str) -> None:
+        if available == self.available:
+            return
+        self.available, self.detail = available, detail
+        self._events.publish(
+            LedgerAvailabilityChanged(available, self.ledger.description, detail)
+        )

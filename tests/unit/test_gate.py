@@ -1,0 +1,245 @@
+"""The idempotency gate in the handler, on a real SQLite ledger (ledger/gate.py, handler.py).
+
+The guard is a stand-in counting calls (what is tested is the claim/settle protocol around
+it); the ledger is the real embedded backend in a temp file. A ``Flaky`` wrapper makes that
+real ledger refuse to answer, for the fail-closed cases.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from netscope.config import IdempotencyConfig, LedgerConfig
+from netscope.contract.outcomes import ErrorClass, Outcome
+from netscope.contract.records import AuditRecord
+from netscope.contract.request import CallRequest
+from netscope.handler import MessageHandler
+from netscope.ledger.gate import IdempotencyGate
+from netscope.ledger.model import (
+    ClaimRequest,
+    Completion,
+    EntryState,
+    LedgerKey,
+    LedgerUnavailable,
+    Settle,
+)
+from netscope.ledger.sqlite import SqliteLedger
+from netscope.observability.events import (
+    EventBus,
+    LeaseExpired,
+    LedgerAvailabilityChanged,
+    LedgerRoundTrip,
+)
+from netscope.outbound.caller import CallResult
+from netscope.tools.messages import encode, make_request
+from tests.unit.test_handler import DeadLetters, Writer, work
+
+RAND = random.Random(11)
+DEADLINE_S = 1.0
+
+
+class Guard:
+    def __init__(self, result: CallResult) -> None:
+        self.result = result
+        self.calls: list[CallRequest] = []
+
+    async def call(self, req: CallRequest, consumed_at: float | None = None) -> CallResult:
+        self.calls.append(req)
+        return self.result
+
+    def budget_s(self, req: CallRequest) -> float:
+        return DEADLINE_S
+
+
+class Flaky:
+    """The real ledger, or LedgerUnavailable while ``down``."""
+
+    def __init__(self, inner: SqliteLedger) -> None:
+        self.inner = inner
+        self.down = False
+        self.description = inner.description
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self.inner, name)
+
+        async def call(*args: Any) -> Any:
+            if self.down:
+                raise LedgerUnavailable("refused (test)")
+            return await method(*args)
+
+        return call
+
+
+@pytest.fixture
+async def ledger(tmp_path: Path) -> AsyncIterator[Flaky]:
+    inner = SqliteLedger(tmp_path / "ledger.sqlite3")
+    await inner.open()
+    yield Flaky(inner)
+    await inner.close()
+
+
+def build(
+    ledger: Any,
+    result: CallResult,
+    *,
+    completed_on: Sequence[str] = ("success", "http_4xx"),
+    listener: Any = None,
+) -> tuple[MessageHandler, IdempotencyGate, Guard, Writer, list[Any]]:
+    events = EventBus()
+    seen: list[Any] = []
+    events.subscribe(seen.append)
+    if listener is not None:
+        events.subscribe(listener)
+    cfg = LedgerConfig(retry_interval_s=0.05, lease_margin_s=0.5)
+    policy = IdempotencyConfig(completed_on=frozenset(completed_on))
+    gate = IdempotencyGate(ledger, cfg, {"payments": policy}, {"payments": DEADLINE_S}, events)
+    guard = Guard(result)
+    writer = Writer()
+    handler = MessageHandler(
+        guards={"payments": guard},
+        max_request_bytes={"payments": 1 << 20},
+        max_message_bytes=1 << 20,
+        writer=writer,
+        dead_letters=DeadLetters([]),
+        events=events,
+        instance_id="i-1",
+        gate=gate,
+    )
+    return handler, gate, guard, writer, seen
+
+
+def message(key: str) -> bytes:
+    return encode(make_request("payments", rand=RAND, idempotency_key=key))
+
+
+def now_work(value: bytes, offset: int) -> Any:
+    w = work(value, offset=offset)
+    w.consumed_mono = time.monotonic()  # the deadline counts from now
+    return w
+
+
+def records(writer: Writer) -> list[AuditRecord]:
+    return [r for _, r in writer.completed]
+
+
+OK = CallResult(Outcome.SUCCESS, status=200)
+
+
+async def test_a_completed_key_is_not_called_again_and_points_at_the_original(ledger) -> None:
+    handler, _, guard, writer, _ = build(ledger, OK)
+    await handler(now_work(message("k-1"), 10))
+    await handler(now_work(message("k-1"), 11))  # a redelivery, or a replay
+
+    assert len(guard.calls) == 1
+    first, second = records(writer)
+    assert first.outcome is Outcome.SUCCESS and not first.attempt_after_lease_expiry
+    assert second.outcome is Outcome.DUPLICATE_SKIPPED
+    assert second.duplicate_of == "t/2/10" and second.status == 200
+    entry = (await ledger.get([LedgerKey("payments", "k-1")]))[LedgerKey("payments", "k-1")]
+    assert entry.state is EntryState.COMPLETED and entry.completion.audit_ref == "t/2/10"
+
+
+async def test_a_5xx_releases_the_key_so_a_replay_calls_it_again(ledger) -> None:
+    handler, _, guard, writer, _ = build(ledger, CallResult(Outcome.HTTP_ERROR, status=503))
+    await handler(now_work(message("k-5xx"), 1))
+    assert await ledger.get([LedgerKey("payments", "k-5xx")]) == {}
+    await handler(now_work(message("k-5xx"), 2))
+    assert len(guard.calls) == 2
+    assert [r.outcome for r in records(writer)] == [Outcome.HTTP_ERROR] * 2
+
+
+async def test_a_4xx_counts_as_done_by_default_and_the_policy_decides(ledger) -> None:
+    handler, _, guard, _, _ = build(ledger, CallResult(Outcome.HTTP_ERROR, status=422))
+    await handler(now_work(message("k-4xx"), 1))
+    await handler(now_work(message("k-4xx"), 2))
+    assert len(guard.calls) == 1
+
+    handler, _, guard, _, _ = build(
+        ledger, CallResult(Outcome.HTTP_ERROR, status=422), completed_on=["success"]
+    )
+    await handler(now_work(message("k-4xx-strict"), 1))
+    await handler(now_work(message("k-4xx-strict"), 2))
+    assert len(guard.calls) == 2
+
+
+async def test_a_key_held_by_another_claim_waits_then_is_a_duplicate(ledger) -> None:
+    told_in_progress = asyncio.Event()
+
+    def listener(ev: Any) -> None:
+        if isinstance(ev, LedgerRoundTrip) and ("in_progress", 1) in ev.results:
+            told_in_progress.set()
+
+    handler, _, guard, writer, _ = build(ledger, OK, listener=listener)
+    other = ClaimRequest(LedgerKey("payments", "k-busy"), "other-instance", 30.0, 3600.0)
+    await ledger.claim([other], time.time())
+
+    async def other_instance_finishes() -> None:
+        await told_in_progress.wait()  # our claim was told "in progress": now it completes
+        done = Completion("success", 201, 1, "t/0/99", time.time())
+        await ledger.settle([Settle(other.key, other.token, done, 3600.0)], time.time())
+
+    await asyncio.gather(handler(now_work(message("k-busy"), 3)), other_instance_finishes())
+    assert guard.calls == []
+    (record,) = records(writer)
+    assert record.outcome is Outcome.DUPLICATE_SKIPPED and record.duplicate_of == "t/0/99"
+
+
+async def test_a_key_held_past_the_deadline_is_not_called(ledger) -> None:
+    handler, _, guard, writer, _ = build(ledger, OK)
+    other = ClaimRequest(LedgerKey("payments", "k-held"), "other-instance", 30.0, 3600.0)
+    await ledger.claim([other], time.time())
+    await handler(now_work(message("k-held"), 4))
+    assert guard.calls == []
+    (record,) = records(writer)
+    assert record.outcome is Outcome.DUPLICATE_IN_PROGRESS and record.attempts == []
+
+
+async def test_an_expired_lease_is_called_again_marked_and_counted(ledger) -> None:
+    handler, _, guard, writer, seen = build(ledger, OK)
+    crashed = ClaimRequest(LedgerKey("payments", "k-crash"), "dead-instance", 1.0, 3600.0)
+    await ledger.claim([crashed], time.time() - 5)  # its lease ran out 4 s ago
+    await handler(now_work(message("k-crash"), 5))
+    assert len(guard.calls) == 1
+    (record,) = records(writer)
+    assert record.outcome is Outcome.SUCCESS and record.attempt_after_lease_expiry
+    assert [type(e) for e in seen if isinstance(e, LeaseExpired)] == [LeaseExpired]
+
+
+async def test_a_ledger_down_calls_nothing_and_says_so_until_it_answers_again(ledger) -> None:
+    handler, gate, guard, writer, seen = build(ledger, OK)
+    ledger.down = True
+    await handler(now_work(message("k-down"), 6))
+    assert guard.calls == [] and not gate.available
+    (record,) = records(writer)
+    assert record.outcome is Outcome.LEDGER_UNAVAILABLE
+    assert record.error_class is ErrorClass.LEDGER_UNAVAILABLE
+    changes = [e for e in seen if isinstance(e, LedgerAvailabilityChanged)]
+    assert [c.available for c in changes] == [False]
+
+    watcher = asyncio.create_task(gate.watch())
+    try:
+        ledger.down = False
+        deadline = time.monotonic() + 5
+        while not gate.available:
+            assert time.monotonic() < deadline, "the gate never saw the ledger come back"
+            await asyncio.sleep(0.02)
+    finally:
+        watcher.cancel()
+    await handler(now_work(message("k-down"), 7))
+    assert len(guard.calls) == 1
+
+
+async def test_claims_of_one_fetch_share_one_round_trip(ledger) -> None:
+    handler, _, guard, _, seen = build(ledger, OK)
+    await asyncio.gather(*(handler(now_work(message(f"k-{i}"), i)) for i in range(50)))
+    claims = [e for e in seen if isinstance(e, LedgerRoundTrip) and e.op == "claim"]
+    assert len(guard.calls) == 50
+    assert len(claims) == 1 and claims[0].items == 50
+    assert dict(claims[0].results) == {"claimed": 50}

@@ -73,6 +73,34 @@ class LedgerContract:
         yield store
         await store.close()
 
+    # -- exchange: settles then claims, one transaction ----------------------------------
+
+    async def test_exchange_settles_before_it_claims(self, ledger: Ledger) -> None:
+        done, released = request(key("done")), request(key("released"))
+        await ledger.claim([done, released], T0)
+        fresh = request(key("fresh"))
+        applied, claims = await ledger.exchange(
+            [complete(done, T0 + 1), release(released)],
+            [request(key("done")), request(key("released")), fresh],
+            T0 + 2,
+        )
+        assert applied == [True, True]
+        assert [c.result for c in claims] == [
+            ClaimResult.COMPLETED,  # completed by this very exchange
+            ClaimResult.CLAIMED,  # released by it: free again
+            ClaimResult.CLAIMED,
+        ]
+        assert claims[2].request == fresh and claims[2].entry is not None
+        assert claims[2].entry.token == fresh.token
+
+    async def test_exchange_with_one_side_empty(self, ledger: Ledger) -> None:
+        r = request(key("k1"))
+        assert await ledger.exchange([], [], T0) == ([], [])
+        applied, claims = await ledger.exchange([], [r], T0)
+        assert applied == [] and [c.result for c in claims] == [ClaimResult.CLAIMED]
+        applied, claims = await ledger.exchange([complete(r, T0 + 1)], [], T0 + 1)
+        assert applied == [True] and claims == []
+
     # -- claim: each transition ----------------------------------------------------------
 
     async def test_a_new_key_is_claimed(self, ledger: Ledger) -> None:

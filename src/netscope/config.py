@@ -117,8 +117,9 @@ class BulkheadConfig(_Strict):
     max_concurrent: int = Field(64, ge=1)
 
 
-# What may mark a key done, beside the outcome names: split http_error by status class.
-COMPLETION_CLASSES = ("http_4xx", "http_5xx")
+# What may mark a key done, beside the outcome names: http_error split by status class, with
+# 408 and 429 apart ("try again later": the upstream decided nothing about the request).
+COMPLETION_CLASSES = ("http_4xx", "http_5xx", "http_408_429")
 _COMPLETABLE = sorted(
     {o.value for o in Outcome}
     - {Outcome.INVALID, Outcome.DUPLICATE_SKIPPED, Outcome.DUPLICATE_IN_PROGRESS,
@@ -317,7 +318,11 @@ class LedgerConfig(_Strict):
     pool_max_size: int = Field(10, ge=1, le=200)
     statement_timeout_s: PositiveFloat = 2.0
     connect_timeout_s: PositiveFloat = 5.0
-    lease_margin_s: PositiveFloat = 10.0  # added to the upstream's deadline_s for the lease
+    # Added to the upstream's deadline_s for the lease. Small on purpose: after a crash the
+    # group needs at least the session timeout to redeliver, and a redelivered message only
+    # takes an orphaned key over if the lease ends within its own deadline (beyond the
+    # margin, it ends duplicate_in_progress, uncalled). Room for the settle and clock skew.
+    lease_margin_s: PositiveFloat = 2.0
     retry_interval_s: PositiveFloat = 0.5  # between claims while the ledger is unreachable
     max_batch: int = Field(500, ge=1)
     sweep_interval_s: PositiveFloat = 300.0

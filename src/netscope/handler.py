@@ -23,11 +23,12 @@ from netscope.audit.record import (
     kafka_position,
     not_called_record,
 )
-from netscope.contract.outcomes import Outcome
-from netscope.contract.records import AuditRecord
+from netscope.contract.outcomes import ErrorClass, Outcome
+from netscope.contract.records import AuditRecord, KafkaPosition
 from netscope.contract.request import CallRequest, FieldError, InvalidMessage, parse_request
 from netscope.ingest.work import Work
-from netscope.ledger.gate import Duplicate, IdempotencyGate, NotCalled, Ticket
+from netscope.ledger.gate import Duplicate, IdempotencyGate, NotCalled, Ticket, position_ref
+from netscope.ledger.model import Completion
 from netscope.observability.events import CallCompleted, EventBus, MessageSkipped
 from netscope.outbound.caller import CallResult
 
@@ -76,6 +77,7 @@ class MessageHandler:
         self._events = events
         self._instance_id = instance_id
         self.processed = 0  # messages that reached a terminal outcome here
+        self._settling: set[asyncio.Task[None]] = set()
 
     async def __call__(self, work: Work) -> None:
         if not self._writer.takes_work(work.lane):
@@ -85,8 +87,9 @@ class MessageHandler:
             return
         t_parse = time.perf_counter()
         parsed = self._parse(work)  # total: never raises, whatever the bytes
+        ticket = None
         try:
-            record, upstream_time = await self._outcome(work, parsed, t_parse)
+            record, upstream_time, ticket = await self._outcome(work, parsed, t_parse)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -105,12 +108,39 @@ class MessageHandler:
         record.replay_run_id = self._replay_run_id
         self.processed += 1
         self._events.publish(CallCompleted(record, upstream_time))
-        self._writer.complete(work.lane, record)
+        gate = self._gate
+        if ticket is None or gate is None:
+            self._writer.complete(work.lane, record)
+            return
+        # The key is settled before its record goes to the audit: a record durable (and its
+        # offset committed) before the settle would leave the key claimed if we crashed, and
+        # a replay would call it again. Off this worker, though: the next message need not
+        # wait for a ledger round trip (its offset stays uncommitted until then).
+        task = asyncio.create_task(self._settle_then_record(gate, ticket, work.lane, record))
+        self._settling.add(task)
+        task.add_done_callback(self._settling.discard)
+
+    async def _settle_then_record(
+        self, gate: IdempotencyGate, ticket: Ticket, lane: Any, record: AuditRecord
+    ) -> None:
+        try:
+            await gate.settle(ticket, record)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # never lose the record for the ledger's sake
+            log.exception("ledger settle failed: the key stays claimed until its lease ends")
+        self._writer.complete(lane, record)
+
+    async def settled(self) -> None:
+        """Wait for the settles in flight (a stop, before the audit's last flush)."""
+        while self._settling:
+            await asyncio.gather(*self._settling, return_exceptions=True)
 
     async def _outcome(
         self, work: Work, parsed: CallRequest | InvalidMessage, t_parse: float
-    ) -> tuple[AuditRecord, float]:
-        """The terminal record of a message, and the time spent inside upstream attempts."""
+    ) -> tuple[AuditRecord, float, Ticket | None]:
+        """The terminal record of a message, the time spent inside upstream attempts, and
+        the ledger claim to settle (None without the ledger or without a call)."""
         position = kafka_position(work.record)
         if isinstance(parsed, InvalidMessage):
             await self._dead_letters.publish(work.record, parsed)
@@ -121,7 +151,7 @@ class MessageHandler:
                 completed_at=time.time(),
                 instance_id=self._instance_id,
             )
-            return record, 0.0
+            return record, 0.0, None
         # Waiting behind the same key, then for a worker; parsing is work, not a wait.
         queued_s = max(0.0, t_parse - work.dispatched)
         guard = self._guards[parsed.upstream]
@@ -131,7 +161,7 @@ class MessageHandler:
             deadline = work.consumed_mono + guard.budget_s(parsed)
             admission = await gate.admit(parsed, deadline)
             if not isinstance(admission, Ticket):
-                return self._not_called(work, parsed, admission), 0.0
+                return self._not_called(work, parsed, admission), 0.0, None
             ticket = admission
         result = await guard.call(parsed, work.consumed_mono)
         record = call_record(
@@ -144,11 +174,10 @@ class MessageHandler:
             queued_s=queued_s + result.queued_s,
             instance_id=self._instance_id,
         )
-        if ticket is not None and gate is not None:
+        if ticket is not None:
             record.attempt_after_lease_expiry = ticket.after_lease_expiry
             record.replay_run_id = self._replay_run_id  # settle points at this record
-            await gate.settle(ticket, record)
-        return record, result.upstream_time_s
+        return record, result.upstream_time_s, ticket
 
     def _not_called(
         self, work: Work, req: CallRequest, admission: Duplicate | NotCalled
@@ -164,6 +193,8 @@ class MessageHandler:
                 req, position, outcome=admission.outcome, detail=admission.detail, **common
             )
         done = admission.entry.completion
+        if done is not None and done.audit_ref == position_ref(position, self._replay_run_id):
+            return self._recovered(req, position, done, common)
         original = done.outcome if done else "unknown"
         return not_called_record(
             req,
@@ -174,6 +205,31 @@ class MessageHandler:
             duplicate_of=done.audit_ref if done else None,
             **common,
         )
+
+    @staticmethod
+    def _recovered(
+        req: CallRequest, position: KafkaPosition, done: Completion, common: dict[str, Any]
+    ) -> AuditRecord:
+        """The record of this very message's call, made by an earlier process that settled
+        the key and stopped before the record was durable (a crash, a revoke): rebuilt from
+        the ledger, so the call is not audited as a duplicate of itself."""
+        try:
+            outcome = Outcome(done.outcome)
+        except ValueError:  # a ledger written by a newer version: keep what it says
+            outcome = Outcome.SUCCESS if done.status and done.status < 400 else Outcome.HTTP_ERROR
+        record = not_called_record(
+            req,
+            position,
+            outcome=outcome,
+            detail=f"called before a restart ({done.attempts} attempt(s)); outcome and status "
+            "from the idempotency ledger: the call's own record was not durable",
+            status=done.status,
+            **common,
+        )
+        record.outcome_from_ledger = True
+        if outcome is Outcome.HTTP_ERROR:
+            record.error_class = ErrorClass.HTTP_ERROR
+        return record
 
     def _parse(self, work: Work) -> CallRequest | InvalidMessage:
         record = work.record

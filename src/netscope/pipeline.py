@@ -210,6 +210,7 @@ class Pipeline:
         audit_pending, batches still in the spool)."""
         abandoned = await self.scheduler.wait_idle(drain_timeout_s)
         await self.scheduler.stop()
+        await bounded_step("ledger settles", self.handler.settled(), CLOSE_STEP_TIMEOUT_S)
         if not await bounded_step(
             "audit flush", self.writer.flush(), self.settings.pipeline.flush_timeout_s
         ):
@@ -261,6 +262,7 @@ class Pipeline:
         self.fetcher.stop()
         abandoned = await self.scheduler.wait_idle(drain_timeout_s or cfg.drain_timeout_s)
         await self.scheduler.stop()
+        await bounded_step("ledger settles", self.handler.settled(), CLOSE_STEP_TIMEOUT_S)
         if not await bounded_step("audit flush", self.writer.flush(), cfg.flush_timeout_s):
             await self.writer.close()  # what is not durable now is redelivered, not retried
         await bounded_step("final commit", self.committer.commit(), CLOSE_STEP_TIMEOUT_S)

@@ -129,13 +129,19 @@ def records(writer: Writer) -> list[AuditRecord]:
     return [r for _, r in writer.completed]
 
 
+async def handle(handler: MessageHandler, value: bytes, offset: int) -> None:
+    """One message to its record: the record reaches the writer once its key is settled."""
+    await handler(now_work(value, offset))
+    await handler.settled()
+
+
 OK = CallResult(Outcome.SUCCESS, status=200)
 
 
 async def test_a_completed_key_is_not_called_again_and_points_at_the_original(ledger) -> None:
     handler, _, guard, writer, _ = build(ledger, OK)
-    await handler(now_work(message("k-1"), 10))
-    await handler(now_work(message("k-1"), 11))  # a redelivery, or a replay
+    await handle(handler, message("k-1"), 10)
+    await handle(handler, message("k-1"), 11)  # a redelivery, or a replay
 
     assert len(guard.calls) == 1
     first, second = records(writer)
@@ -148,24 +154,24 @@ async def test_a_completed_key_is_not_called_again_and_points_at_the_original(le
 
 async def test_a_5xx_releases_the_key_so_a_replay_calls_it_again(ledger) -> None:
     handler, _, guard, writer, _ = build(ledger, CallResult(Outcome.HTTP_ERROR, status=503))
-    await handler(now_work(message("k-5xx"), 1))
+    await handle(handler, message("k-5xx"), 1)
     assert await ledger.get([LedgerKey("payments", "k-5xx")]) == {}
-    await handler(now_work(message("k-5xx"), 2))
+    await handle(handler, message("k-5xx"), 2)
     assert len(guard.calls) == 2
     assert [r.outcome for r in records(writer)] == [Outcome.HTTP_ERROR] * 2
 
 
 async def test_a_4xx_counts_as_done_by_default_and_the_policy_decides(ledger) -> None:
     handler, _, guard, _, _ = build(ledger, CallResult(Outcome.HTTP_ERROR, status=422))
-    await handler(now_work(message("k-4xx"), 1))
-    await handler(now_work(message("k-4xx"), 2))
+    await handle(handler, message("k-4xx"), 1)
+    await handle(handler, message("k-4xx"), 2)
     assert len(guard.calls) == 1
 
     handler, _, guard, _, _ = build(
         ledger, CallResult(Outcome.HTTP_ERROR, status=422), completed_on=["success"]
     )
-    await handler(now_work(message("k-4xx-strict"), 1))
-    await handler(now_work(message("k-4xx-strict"), 2))
+    await handle(handler, message("k-4xx-strict"), 1)
+    await handle(handler, message("k-4xx-strict"), 2)
     assert len(guard.calls) == 2
 
 
@@ -185,7 +191,7 @@ async def test_a_key_held_by_another_claim_waits_then_is_a_duplicate(ledger) -> 
         done = Completion("success", 201, 1, "t/0/99", time.time())
         await ledger.settle([Settle(other.key, other.token, done, 3600.0)], time.time())
 
-    await asyncio.gather(handler(now_work(message("k-busy"), 3)), other_instance_finishes())
+    await asyncio.gather(handle(handler, message("k-busy"), 3), other_instance_finishes())
     assert guard.calls == []
     (record,) = records(writer)
     assert record.outcome is Outcome.DUPLICATE_SKIPPED and record.duplicate_of == "t/0/99"
@@ -195,7 +201,7 @@ async def test_a_key_held_past_the_deadline_is_not_called(ledger) -> None:
     handler, _, guard, writer, _ = build(ledger, OK)
     other = ClaimRequest(LedgerKey("payments", "k-held"), "other-instance", 30.0, 3600.0)
     await ledger.claim([other], time.time())
-    await handler(now_work(message("k-held"), 4))
+    await handle(handler, message("k-held"), 4)
     assert guard.calls == []
     (record,) = records(writer)
     assert record.outcome is Outcome.DUPLICATE_IN_PROGRESS and record.attempts == []
@@ -205,7 +211,7 @@ async def test_an_expired_lease_is_called_again_marked_and_counted(ledger) -> No
     handler, _, guard, writer, seen = build(ledger, OK)
     crashed = ClaimRequest(LedgerKey("payments", "k-crash"), "dead-instance", 1.0, 3600.0)
     await ledger.claim([crashed], time.time() - 5)  # its lease ran out 4 s ago
-    await handler(now_work(message("k-crash"), 5))
+    await handle(handler, message("k-crash"), 5)
     assert len(guard.calls) == 1
     (record,) = records(writer)
     assert record.outcome is Outcome.SUCCESS and record.attempt_after_lease_expiry
@@ -215,7 +221,7 @@ async def test_an_expired_lease_is_called_again_marked_and_counted(ledger) -> No
 async def test_a_ledger_down_calls_nothing_and_says_so_until_it_answers_again(ledger) -> None:
     handler, gate, guard, writer, seen = build(ledger, OK)
     ledger.down = True
-    await handler(now_work(message("k-down"), 6))
+    await handle(handler, message("k-down"), 6)
     assert guard.calls == [] and not gate.available
     (record,) = records(writer)
     assert record.outcome is Outcome.LEDGER_UNAVAILABLE
@@ -232,14 +238,34 @@ async def test_a_ledger_down_calls_nothing_and_says_so_until_it_answers_again(le
             await asyncio.sleep(0.02)
     finally:
         watcher.cancel()
-    await handler(now_work(message("k-down"), 7))
+    await handle(handler, message("k-down"), 7)
     assert len(guard.calls) == 1
 
 
 async def test_claims_of_one_fetch_share_one_round_trip(ledger) -> None:
     handler, _, guard, _, seen = build(ledger, OK)
-    await asyncio.gather(*(handler(now_work(message(f"k-{i}"), i)) for i in range(50)))
+    await asyncio.gather(*(handle(handler, message(f"k-{i}"), i) for i in range(50)))
     claims = [e for e in seen if isinstance(e, LedgerRoundTrip) and e.op == "claim"]
     assert len(guard.calls) == 50
     assert len(claims) == 1 and claims[0].items == 50
     assert dict(claims[0].results) == {"claimed": 50}
+
+
+async def test_a_call_whose_record_was_lost_is_recorded_from_the_ledger_not_as_a_duplicate(
+    ledger,
+) -> None:
+    """The process settled the key, then died before the record was durable: the redelivered
+    message is that call, not a duplicate of itself."""
+    handler, _, guard, writer, _ = build(ledger, OK)
+    crashed = ClaimRequest(LedgerKey("payments", "k-lost"), "dead-instance", 30.0, 3600.0)
+    await ledger.claim([crashed], time.time())
+    done = Completion("success", 201, 2, "t/2/42", time.time())  # this message's position
+    await ledger.settle([Settle(crashed.key, crashed.token, done, 3600.0)], time.time())
+
+    await handle(handler, message("k-lost"), 42)  # redelivered: same offset
+
+    assert guard.calls == []
+    (record,) = records(writer)
+    assert record.outcome is Outcome.SUCCESS and record.status == 201
+    assert record.outcome_from_ledger and record.duplicate_of is None
+    assert "2 attempt(s)" in (record.error_detail or "")

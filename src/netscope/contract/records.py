@@ -84,6 +84,10 @@ class AuditRecord:
     # Called again because an earlier claim's lease ran out (a crash mid-call, most likely):
     # the upstream may have seen this key before, and got the same Idempotency-Key.
     attempt_after_lease_expiry: bool = False
+    # This message was called by an earlier process that stopped after settling its key but
+    # before this record was durable: outcome, status and the attempt count (in error_detail)
+    # come from the ledger; the attempts' details were lost with that process.
+    outcome_from_ledger: bool = False
     schema_version: int = AUDIT_SCHEMA_VERSION
 
     @property

@@ -122,6 +122,13 @@ class Ledger(Protocol):
         lease ran out and another claim took it): that entry is left alone."""
         ...
 
+    async def exchange(
+        self, settles: Sequence[Settle], requests: Sequence[ClaimRequest], now: float
+    ) -> tuple[list[bool], list[Claim]]:
+        """``settle(settles)`` then ``claim(requests)`` in one transaction: what the gate
+        sends each round trip (the calls that ended, the calls about to start)."""
+        ...
+
     async def get(self, keys: Sequence[LedgerKey]) -> dict[LedgerKey, Entry]: ...
 
     async def find(self, idempotency_key: str) -> list[Entry]:

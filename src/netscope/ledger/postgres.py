@@ -346,9 +346,39 @@ class PostgresLedger:
         assert len(done) == len(unique), "every key answered"
         return done
 
+    async def exchange(
+        self, settles: Sequence[Settle], requests: Sequence[ClaimRequest], now: float
+    ) -> tuple[list[bool], list[Claim]]:
+        """Settles then claims in one transaction on one connection: one commit (one WAL
+        flush) for both, the point of batching them together."""
+        if not requests:
+            return await self.settle(settles, now), []
+        if not settles:
+            return [], await self.claim(requests, now)
+        unique, slots = unique_claims(requests)
+        columns = self._settle_columns(settles)
+
+        async def work(conn: asyncpg.Connection) -> tuple[set[int], list[Decision]]:
+            async with conn.transaction():
+                rows = await conn.fetch(_SETTLE, *columns, float(now))
+                return {row["i"] for row in rows}, await self._claim_rounds(conn, unique, now)
+
+        applied, answers = await self._run("exchange", work)
+        return [i in applied for i in range(len(settles))], fan_out(requests, slots, answers)
+
     async def settle(self, settles: Sequence[Settle], now: float) -> list[bool]:
         if not settles:
             return []
+        columns = self._settle_columns(settles)
+
+        async def work(conn: asyncpg.Connection) -> list[asyncpg.Record]:
+            return await conn.fetch(_SETTLE, *columns, float(now))
+
+        applied = {row["i"] for row in await self._run("settle", work)}
+        return [i in applied for i in range(len(settles))]
+
+    @staticmethod
+    def _settle_columns(settles: Sequence[Settle]) -> list[list[Any]]:
         columns: list[list[Any]] = [[] for _ in range(11)]
         for i in unique_settles(settles):
             s = settles[i]
@@ -364,12 +394,7 @@ class PostgresLedger:
             )  # fmt: skip
             for column, value in zip(columns, values, strict=True):
                 column.append(value)
-
-        async def work(conn: asyncpg.Connection) -> list[asyncpg.Record]:
-            return await conn.fetch(_SETTLE, *columns, float(now))
-
-        applied = {row["i"] for row in await self._run("settle", work)}
-        return [i in applied for i in range(len(settles))]
+        return columns
 
     async def get(self, keys: Sequence[LedgerKey]) -> dict[LedgerKey, Entry]:
         if not keys:

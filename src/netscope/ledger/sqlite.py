@@ -22,6 +22,13 @@ completed row means the redelivered message calls the upstream twice, which is w
 ledger exists to prevent. FULL costs one fsync per batch, not per key (bench/ledger_bench.py
 measures both).
 
+Set-based statements, a batch's keys passed as one JSON array (``json_each``): each
+statement and each row fetched releases and retakes the GIL around SQLite, and retaking it
+from a busy event loop waits up to the interpreter's switch interval (5 ms). One statement
+per key made a batch of 256 settles cost a second of waiting; here a claim or a settle is a
+handful of statements whatever the batch, and answers come back as one JSON document
+(``json_group_array``), one row.
+
 Bounds: SQLite's busy timeout (``statement_timeout_s``) bounds waiting for another
 process's lock; an asyncio timeout a second longer bounds the whole hop (a slow disk, a
 queue of operations on the thread), so the busy error with its clear message usually wins.
@@ -38,6 +45,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
+import orjson
+
 from netscope.ledger._shared import (
     COLUMNS,
     DELETE_CHUNK,
@@ -47,6 +56,7 @@ from netscope.ledger._shared import (
     decide,
     entry_from_row,
     fan_out,
+    ours,
     unique_claims,
     unique_settles,
 )
@@ -62,6 +72,11 @@ from netscope.ledger.model import (
 )
 
 T = TypeVar("T")
+
+
+def _json(value: Any) -> str:
+    # Text, not bytes: SQLite >= 3.45 reads a BLOB argument of json_each() as JSONB.
+    return orjson.dumps(value).decode()
 
 # The primary key leads with idempotency_key so that find() (one key, every upstream) is a
 # prefix scan of it: no second index to maintain on every claim.
@@ -94,6 +109,43 @@ _SELECT_KEYS = f"""
     SELECT {SELECT_COLUMNS}
     FROM json_each(?1) AS j CROSS JOIN {TABLE} AS t
     WHERE t.idempotency_key = j.value ->> 0 AND t.upstream = j.value ->> 1
+"""
+# A batch's new keys in one statement: [[idempotency_key, upstream, token, lease_until], ...].
+_INSERT_NEW = f"""
+    INSERT INTO {TABLE} (idempotency_key, upstream, state, token, created_at, lease_until,
+                         takeovers)
+    SELECT j.value ->> 0, j.value ->> 1, 'in_progress', j.value ->> 2, ?2, j.value ->> 3, 0
+    FROM json_each(?1) AS j WHERE true
+    ON CONFLICT (idempotency_key, upstream) DO NOTHING
+"""
+# The batch's rows after it, as one JSON array of COLUMNS-ordered arrays: one row fetched.
+_ROWS_JSON = f"""
+    SELECT json_group_array(json_array({SELECT_COLUMNS}))
+    FROM json_each(?1) AS j CROSS JOIN {TABLE} AS t
+    WHERE t.idempotency_key = j.value ->> 0 AND t.upstream = j.value ->> 1
+"""
+# Which settles hold their key (the array index of each): [[key, upstream, token], ...].
+_HELD_JSON = f"""
+    SELECT json_group_array(j.key)
+    FROM json_each(?1) AS j CROSS JOIN {TABLE} AS t
+    WHERE t.idempotency_key = j.value ->> 0 AND t.upstream = j.value ->> 1
+      AND t.token = j.value ->> 2 AND t.state = 'in_progress'
+"""
+# [[key, upstream, token, expires_at, outcome, status, attempts, audit_ref, completed_at]]
+_COMPLETE_MANY = f"""
+    UPDATE {TABLE} AS t
+    SET state = 'completed', lease_until = NULL, expires_at = j.value ->> 3,
+        outcome = j.value ->> 4, status = j.value ->> 5, attempts = j.value ->> 6,
+        audit_ref = j.value ->> 7, completed_at = j.value ->> 8
+    FROM json_each(?1) AS j
+    WHERE t.idempotency_key = j.value ->> 0 AND t.upstream = j.value ->> 1
+      AND t.token = j.value ->> 2 AND t.state = 'in_progress'
+"""
+_RELEASE_MANY = f"""
+    DELETE FROM {TABLE}
+    WHERE (idempotency_key, upstream, token) IN (
+        SELECT value ->> 0, value ->> 1, value ->> 2 FROM json_each(?1))
+      AND state = 'in_progress'
 """
 _UPSERT = (
     f"INSERT INTO {TABLE} ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))}) "
@@ -190,6 +242,17 @@ class SqliteLedger:
         if not settles:
             return []
         return await self._run("settle", self._settle_sync, settles, now)
+
+    async def exchange(
+        self, settles: Sequence[Settle], requests: Sequence[ClaimRequest], now: float
+    ) -> tuple[list[bool], list[Claim]]:
+        if not requests:
+            return await self.settle(settles, now), []
+        unique, slots = unique_claims(requests)
+        applied, answers = await self._run(
+            "exchange", self._exchange_sync, settles, unique, now
+        )
+        return applied, fan_out(requests, slots, answers)
 
     async def get(self, keys: Sequence[LedgerKey]) -> dict[LedgerKey, Entry]:
         if not keys:
@@ -302,40 +365,84 @@ class SqliteLedger:
 
     def _claim_sync(self, unique: Sequence[ClaimRequest], now: float) -> list[Decision]:
         with self._write() as conn:
-            stored = self._select(conn, [r.key for r in unique])
-            decisions = [decide(stored.get(r.key), r, now) for r in unique]
-            writes = [_row(d.entry) for d in decisions if d.write]
-            if writes:
-                conn.executemany(_UPSERT, writes)
+            return self._claim_in(conn, unique, now)
+
+    def _claim_in(
+        self, conn: sqlite3.Connection, unique: Sequence[ClaimRequest], now: float
+    ) -> list[Decision]:
+        # New keys are inserted in one statement; a key then holding this request's token is
+        # ours (new, or a retry of ours: decide()'s same-token rule). The rest, held by
+        # another claim, completed, or expired, go through decide() as before; only takeovers
+        # and TTL-expired keys need a write, one upsert each (rare).
+        param = _json(
+            [[r.key.idempotency_key, r.key.upstream, r.token, now + r.lease_s] for r in unique]
+        )
+        conn.execute(_INSERT_NEW, (param, now))
+        stored = self._rows(conn, param)
+        decisions: list[Decision] = []
+        writes: list[tuple[Any, ...]] = []
+        for r in unique:
+            entry = stored.get(r.key)
+            if (
+                entry is not None
+                and entry.token == r.token
+                and entry.state is EntryState.IN_PROGRESS
+            ):
+                decisions.append(Decision(ours(entry), entry, write=False))
+                continue
+            decision = decide(entry, r, now)
+            if decision.write:
+                writes.append(_row(decision.entry))
+            decisions.append(decision)
+        if writes:
+            conn.executemany(_UPSERT, writes)
         return decisions
 
+    @staticmethod
+    def _rows(conn: sqlite3.Connection, param: str) -> dict[LedgerKey, Entry]:
+        (doc,) = conn.execute(_ROWS_JSON, (param,)).fetchone()
+        rows = (dict(zip(COLUMNS, row, strict=True)) for row in orjson.loads(doc))
+        return {e.key: e for e in map(entry_from_row, rows)}
+
     def _settle_sync(self, settles: Sequence[Settle], now: float) -> list[bool]:
-        applied = [False] * len(settles)
         with self._write() as conn:
-            stored = self._select(conn, [s.key for s in settles])
-            completes: list[tuple[Any, ...]] = []
-            releases: list[tuple[str, str, str]] = []
-            for i in unique_settles(settles):
-                s = settles[i]
-                entry = stored.get(s.key)
-                if entry is None or entry.state is not EntryState.IN_PROGRESS:
-                    continue
-                if entry.token != s.token:
-                    continue
-                applied[i] = True
-                ident = (s.key.idempotency_key, s.key.upstream, s.token)
-                if s.completion is None:
-                    releases.append(ident)
-                else:
-                    c = s.completion
-                    completes.append(
-                        (now + s.ttl_s, c.outcome, c.status, c.attempts, c.audit_ref,
-                         c.completed_at, *ident)
-                    )  # fmt: skip
-            if completes:
-                conn.executemany(_COMPLETE, completes)
-            if releases:
-                conn.executemany(_RELEASE, releases)
+            return self._settle_in(conn, settles, now)
+
+    def _exchange_sync(
+        self, settles: Sequence[Settle], unique: Sequence[ClaimRequest], now: float
+    ) -> tuple[list[bool], list[Decision]]:
+        with self._write() as conn:
+            applied = self._settle_in(conn, settles, now) if settles else []
+            decisions = self._claim_in(conn, unique, now) if unique else []
+        return applied, decisions
+
+    def _settle_in(
+        self, conn: sqlite3.Connection, settles: Sequence[Settle], now: float
+    ) -> list[bool]:
+        applied = [False] * len(settles)
+        keep = unique_settles(settles)
+        idents = [
+            [settles[i].key.idempotency_key, settles[i].key.upstream, settles[i].token]
+            for i in keep
+        ]
+        (doc,) = conn.execute(_HELD_JSON, (_json(idents),)).fetchone()
+        completes: list[list[Any]] = []
+        releases: list[list[Any]] = []
+        for held in orjson.loads(doc):
+            i = keep[held]
+            applied[i] = True
+            s, c = settles[i], settles[i].completion
+            if c is None:
+                releases.append(idents[held])
+            else:
+                completes.append(
+                    [*idents[held], now + s.ttl_s, c.outcome, c.status, c.attempts,
+                     c.audit_ref, c.completed_at]
+                )  # fmt: skip
+        if completes:
+            conn.execute(_COMPLETE_MANY, (_json(completes),))
+        if releases:
+            conn.execute(_RELEASE_MANY, (_json(releases),))
         return applied
 
     def _get_sync(self, keys: Sequence[LedgerKey]) -> dict[LedgerKey, Entry]:

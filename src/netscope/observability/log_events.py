@@ -18,6 +18,8 @@ from netscope.observability.events import (
     CommitFailed,
     DegradedModeChanged,
     IngestRateChanged,
+    LeaseExpired,
+    LedgerAvailabilityChanged,
     PartitionsAssigned,
     PartitionsRevoked,
 )
@@ -74,6 +76,20 @@ def _write_failed(ev: AuditWriteFailed) -> None:
                   ev.reason, ev.detail)
 
 
+def _ledger(ev: LedgerAvailabilityChanged) -> None:
+    if ev.available:
+        log.warning("idempotency ledger %s answers again: ingest resumes", ev.backend)
+    else:
+        log.error("idempotency ledger %s unavailable, ingest paused, nothing is called: %s",
+                  ev.backend, ev.detail)
+
+
+def _lease_expired(ev: LeaseExpired) -> None:
+    # The key is being called again: the upstream may see it twice (same Idempotency-Key).
+    log.warning("lease of key %s on %s ran out (takeover %d): calling it again",
+                ev.idempotency_key, ev.upstream, ev.takeovers)
+
+
 _HANDLERS: dict[type, Callable[[Any], None]] = {
     BreakerTransitioned: _breaker,
     DegradedModeChanged: _degraded,
@@ -83,6 +99,8 @@ _HANDLERS: dict[type, Callable[[Any], None]] = {
     PartitionsRevoked: _revoked,
     CommitFailed: _commit_failed,
     AuditWriteFailed: _write_failed,
+    LedgerAvailabilityChanged: _ledger,
+    LeaseExpired: _lease_expired,
 }
 
 

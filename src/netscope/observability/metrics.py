@@ -432,7 +432,7 @@ class Metrics:
             a.error_class is ErrorClass.DEADLINE_EXCEEDED for a in rec.attempts
         ):
             self._timeout(upstream, "deadline")
-        if latency is not None:
+        if latency is not None and not rec.outcome_from_ledger:  # not timed here
             latency.observe(rec.latency_s)
         if overhead:  # a rejection is NetScope's own time, all of it: it counts here
             self.overhead.observe(max(0.0, rec.latency_s - rec.queued_s - ev.upstream_time_s))

@@ -4,9 +4,10 @@
         [--topic T] [--partitions 0,2] [--rate 50] [--upstream payments] [--dry-run] [--yes]
     netscope replay -c FILE --from ... --to ... --reset-group netscope   (moves a group)
 
-Exit codes: 0 done (every message has its record), 1 a message failed to be replayed
-cleanly (interrupted, not durable) or the broker cannot look offsets up by time, 2 bad
-arguments or configuration, 130 interrupted by Ctrl-C.
+Exit codes: 0 done (every message has its record; upstream errors are outcomes, counted in
+the summary), 1 not done cleanly (a record not durable, messages left uncalled because the
+ledger could not be asked, the ledger down for a dry run) or the broker cannot look offsets
+up by time, 2 bad arguments or configuration, 130 interrupted by Ctrl-C.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Annotated
@@ -145,6 +147,9 @@ async def _main(
     except WindowUnsupported as exc:
         console.print(f"[red]netscope replay: cannot replay a time window here:[/] {exc}")
         return EXIT_FAILED
+    except LedgerUnavailable as exc:
+        console.print(f"[red]netscope replay:[/] {exc}")
+        return EXIT_FAILED
     except (WindowStalled, ValueError) as exc:
         console.print(f"[red]netscope replay:[/] {exc}")
         return EXIT_FAILED if isinstance(exc, WindowStalled) else EXIT_CONFIG
@@ -247,10 +252,15 @@ async def _completed_in_ledger(settings: Settings, keys: list[LedgerKey]) -> int
         completed = 0
         for i in range(0, len(keys), DRY_RUN_LOOKUP_BATCH):
             found = await ledger.get(keys[i : i + DRY_RUN_LOOKUP_BATCH])
-            completed += sum(1 for e in found.values() if e.state is EntryState.COMPLETED)
+            now = time.time()
+            completed += sum(
+                1
+                for e in found.values()
+                if e.state is EntryState.COMPLETED and (e.expires_at or now + 1) > now
+            )
         return completed
     except LedgerUnavailable as exc:
-        raise ValueError(f"ledger {ledger.description} unavailable: {exc}") from None
+        raise LedgerUnavailable(f"ledger {ledger.description} unavailable: {exc}") from None
     finally:
         await ledger.close()
 
@@ -298,4 +308,11 @@ async def _replay(
     if summary.interrupted:
         console.print("[yellow]interrupted: the rest of the window was not replayed[/]")
         return EXIT_INTERRUPTED
+    missed = summary.total.ledger_unavailable
+    if missed:
+        console.print(
+            f"[red]{missed} messages were not called: the idempotency ledger could not be "
+            "asked before their deadline. Run the same replay again once it answers.[/]"
+        )
+        return EXIT_FAILED
     return 0 if summary.clean else EXIT_FAILED

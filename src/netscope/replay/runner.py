@@ -47,6 +47,7 @@ class Tally:
     skipped: int = 0  # duplicate_skipped / duplicate_in_progress: the ledger said done
     failed: int = 0  # an error outcome (including not called for lack of a ledger)
     invalid: int = 0
+    ledger_unavailable: int = 0  # of failed: not called, the ledger could not be asked
 
     @property
     def done(self) -> int:
@@ -63,6 +64,8 @@ class Tally:
             self.invalid += 1
         elif outcome in ERROR_OUTCOMES:
             self.failed += 1
+            if outcome is Outcome.LEDGER_UNAVAILABLE:
+                self.ledger_unavailable += 1
         else:
             self.succeeded += 1
 
@@ -199,6 +202,9 @@ class Replay:
                     tally.filtered += 1
                     continue
                 await self._pace()
+                if self._stop.is_set():
+                    s.interrupted = True
+                    break
                 # Backpressure as live: never more taken than the workers and the audit hold.
                 while (
                     pipeline.scheduler.outstanding >= max_in_progress
@@ -220,7 +226,7 @@ class Replay:
 
     async def _pace(self) -> None:
         bucket = self._bucket
-        while not bucket.try_acquire():
+        while not bucket.try_acquire() and not self._stop.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), max(bucket.wait_time_s(), 0.001))
 

@@ -255,7 +255,7 @@ class Pipeline:
         """Runbook section 4: stop fetching, drain, flush the audit, commit, close.
 
         Every step is bounded, whatever the state of Kafka or the store: a stop takes at most
-        drain_timeout_s + flush_timeout_s + 4 x CLOSE_STEP_TIMEOUT_S. What is not durable by
+        drain_timeout_s + flush_timeout_s + 6 x CLOSE_STEP_TIMEOUT_S. What is not durable by
         then is not committed, so Kafka redelivers it to the next owner.
         """
         cfg = self.settings.pipeline

@@ -39,6 +39,11 @@ drifts between runs; the table gives medians, with ratios taken within each roun
 Per phase it also prints each process's share of a core (NetScope, simulator, broker, RGW),
 which says whether the machine or NetScope was the limit. ``--profile PATH`` records py-spy
 collapsed stacks of the NetScope processes.
+
+``--ledgers none,sqlite,postgresql`` runs each NetScope size once per idempotency-ledger
+backend in the same round (default: sqlite, the shipped default), each on a fresh ledger (its
+own SQLite file, its own PostgreSQL database on a local server started here), so the ledger's
+cost reads as the ratio of those rows. PostgreSQL's server CPU is counted with the services.
 """
 
 from __future__ import annotations
@@ -71,6 +76,7 @@ from netscope.config import AuditConfig
 from netscope.devservices.base import free_port
 from netscope.devservices.ceph import CephRgw, RgwConfig
 from netscope.devservices.kafka import BrokerConfig, TansuBroker
+from netscope.devservices.postgres import Postgres, PostgresConfig
 
 # The same bounds for the baseline and for each NetScope worker, as an operator deploys them
 # (NetScope's defaults). The baseline is CPU-bound on its one loop: more would not help it.
@@ -236,8 +242,20 @@ def _status_kb(pid: int, field: str) -> int:
     return int(next(line.split()[1] for line in status.splitlines() if line.startswith(field)))
 
 
+def _ledger_toml(ledger: str, work: Path, group: str, pg: Postgres | None) -> str:
+    """A fresh ledger per run: the backlog's keys would otherwise all be duplicates."""
+    if ledger == "none":
+        return '[ledger]\nbackend = "none"\n'
+    if ledger == "sqlite":
+        return f'[ledger]\nbackend = "sqlite"\npath = "{work / f"{group}-ledger.sqlite3"}"\n'
+    assert pg is not None
+    dsn = pg.create_database(group.replace("-", "_"))
+    return f'[ledger]\nbackend = "postgresql"\ndsn = "{dsn}"\n'
+
+
 def _config(path: Path, *, bootstrap: str, topic: str, rgw: CephRgw, sim_url: str,
-            spool: Path, port: int, group: str, paused: bool = False) -> None:
+            spool: Path, port: int, group: str, paused: bool = False,
+            ledger_toml: str = "") -> None:
     path.write_text(f"""
 instance_id = "bench-{port}"
 [kafka]
@@ -272,12 +290,13 @@ base_url = "{sim_url}"
 max_connections = {CONNECTIONS}
 [upstreams.payments.bulkhead]
 max_concurrent = {CONNECTIONS}
-""")
+{ledger_toml}""")
 
 
 async def netscope_run(
     workers: int, *, bootstrap: str, topic: str, rgw: CephRgw, sim_url: str, work: Path,
     ends: dict[int, int], group: str, services: dict[str, int], profile: Path | None = None,
+    ledger_toml: str = "",
 ) -> dict[str, float]:
     procs = []
     spies: list[subprocess.Popen[bytes]] = []
@@ -286,7 +305,8 @@ async def netscope_run(
         port = free_port()
         cfg = work / f"{group}-{i}.toml"
         _config(cfg, bootstrap=bootstrap, topic=topic, rgw=rgw, sim_url=sim_url,
-                spool=work / f"{group}-spool-{i}", port=port, group=group, paused=True)
+                spool=work / f"{group}-spool-{i}", port=port, group=group, paused=True,
+                ledger_toml=ledger_toml)
         procs.append(subprocess.Popen([sys.executable, "-m", "netscope", "run", "-c", str(cfg)],
                                       stdout=subprocess.DEVNULL))
         ports.append(port)
@@ -494,7 +514,13 @@ async def main() -> None:
                              "concurrency, and uneven partitions for a second worker)")
     parser.add_argument("--profile", type=Path, default=None,
                         help="write py-spy collapsed stacks of each NetScope process here")
+    parser.add_argument("--ledgers", default="sqlite",
+                        help="idempotency-ledger backends to run NetScope with, comma-separated"
+                             " (none, sqlite, postgresql); one row each")
     args = parser.parse_args()
+    ledgers = [name.strip() for name in args.ledgers.split(",")]
+    if unknown := set(ledgers) - {"none", "sqlite", "postgresql"}:
+        parser.error(f"--ledgers: unknown {sorted(unknown)}")
     work = Path(tempfile.mkdtemp(prefix="netscope-bench-"))
     broker = TansuBroker(BrokerConfig(data_dir=work / "broker", port=free_port()))
     rgw = CephRgw(RgwConfig(data_dir=work / "rgw", rgw_port=free_port(), mon_port=free_port()))
@@ -503,9 +529,15 @@ async def main() -> None:
                             str(sim_port), "--latency-ms", "5"], stdout=subprocess.DEVNULL)
     sim_url = f"http://127.0.0.1:{sim_port}"
     runs: dict[str, list[dict[str, float]]] = {}
+    pg = None
+    if "postgresql" in ledgers:
+        work.chmod(0o711)  # postgres runs as its own OS user when we are root: let it in
+        pg = Postgres(PostgresConfig(data_dir=work / "postgres", port=free_port()))
     try:
         broker.up()
         rgw.up()
+        if pg is not None:
+            pg.up()
         n = args.messages
         topic = "bench"
         await broker.create_topic(topic, 4)
@@ -514,6 +546,8 @@ async def main() -> None:
         print(f"  backlog per partition: {ends}", flush=True)
         services = {"sim": sim.pid, "broker": broker.pid() or 0,
                     **{f"rgw-{role}": pid for role, pid in rgw.pids().items()}}
+        if pg is not None:
+            services["postgres"] = pg.pid() or 0
         # The machine's speed drifts by tens of % between runs: interleave rounds and report
         # medians, ratios taken within each round.
         for rnd in range(args.rounds):
@@ -546,19 +580,22 @@ async def main() -> None:
             runs.setdefault("saturation: peer (hand-written)", []).append(
                 {**peer, "ratio": peer["throughput"] / base, "peer_ratio": 1.0,
                  "steady_ratio": peer["steady"] / base_steady, "steady_peer_ratio": 1.0})
-            for workers in (int(w) for w in args.workers.split(",")):
-                group = f"netscope-{workers}w-{rnd}"
+            for workers, ledger in ((int(w), led) for w in args.workers.split(",")
+                                    for led in ledgers):
+                group = f"netscope-{workers}w-{ledger}-{rnd}"
+                label = f"netscope x{workers}" + (f" ledger={ledger}" if len(ledgers) > 1 else "")
                 res = await netscope_run(workers, bootstrap=broker.bootstrap, topic=topic,
                                          rgw=rgw, sim_url=sim_url, work=work, ends=ends,
-                                         group=group, services=services, profile=args.profile)
+                                         group=group, services=services, profile=args.profile,
+                                         ledger_toml=_ledger_toml(ledger, work, group, pg))
                 records = await read_audit(_audit_cfg(rgw, group))
-                _check_outcomes(f"netscope x{workers}", records, n)
+                _check_outcomes(label, records, n)
                 over = _overheads_ms(records)
                 calls = [1000 * a["duration_s"] for r in records for a in r["attempts"]]
-                print(f"  netscope x{workers}: upstream attempt as NetScope saw it (5 ms at the "
+                print(f"  {label}: upstream attempt as NetScope saw it (5 ms at the "
                       f"simulator): p50 {_quantile(calls, 0.5):.1f} ms, p99 "
                       f"{_quantile(calls, 0.99):.1f} ms", flush=True)
-                runs.setdefault(f"saturation: netscope x{workers}", []).append(
+                runs.setdefault(f"saturation: {label}", []).append(
                     {**res, "ratio": res["throughput"] / base,
                      "peer_ratio": res["throughput"] / peer["throughput"],
                      "steady_ratio": res["steady"] / base_steady,
@@ -573,6 +610,8 @@ async def main() -> None:
         sim.wait(10)
         rgw.down()
         broker.down()
+        if pg is not None:
+            pg.down()
         shutil.rmtree(work, ignore_errors=True)
 
     print(f"\nNetScope pipeline benchmark: {args.messages} messages backlog ({args.keys} keys), "

@@ -47,6 +47,7 @@ AREAS = (
     ("HTTP client (baseline pays it too)", ("aiohttp", "yarl", "multidict", "aiohappyeyeballs")),
     ("Kafka client (baseline pays it too)", ("aiokafka", "kafka/")),
     ("validation", ("netscope/contract/request", "netscope/contract/traceparent", "pydantic")),
+    ("idempotency ledger", ("netscope/ledger", "sqlite3", "asyncpg", "uuid")),
     ("pipeline: fetch, workers, order, handler, commits",
      ("netscope/pipeline", "netscope/ingest", "netscope/handler", "netscope/audit/commit")),
     ("audit record and batches", ("netscope/contract/records", "netscope/audit")),
@@ -162,6 +163,13 @@ async def main() -> None:
               f"loop busy {cpu / elapsed:.0%}, GC {gc_clock.runs} passes = "
               f"{gc_clock.seconds / cpu:.1%} of the CPU; outcomes {dict(outcomes)}; "
               f"requests_total {metric_sum(service, 'netscope_requests_total'):.0f}")
+        reg = pipeline.metrics.registry
+        trips = reg.get_sample_value("netscope_ledger_round_trip_seconds_count", {"op": "claim"})
+        if trips:
+            took = reg.get_sample_value("netscope_ledger_round_trip_seconds_sum", {"op": "claim"})
+            claims = metric_sum(service, "netscope_ledger_claims_total")
+            print(f"ledger: {trips:.0f} round trips, {claims / trips:.0f} claims each, "
+                  f"{1000 * took / trips:.1f} ms each on average")
         if profiler:
             stats = pstats.Stats(profiler)
             stats.sort_stats("tottime").print_stats(args.cprofile)

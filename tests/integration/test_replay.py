@@ -15,9 +15,12 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
+from prometheus_client.parser import text_string_to_metric_families
 
 from netscope.config import Settings
+from netscope.devservices.base import free_port
 from netscope.service import Service
 from netscope.tools.upstream_sim import SimConfig, UpstreamSim
 from tests.harness import (
@@ -77,6 +80,24 @@ async def _committed_all(settings: Settings, topic: str, ends: dict[int, int]) -
     return all(committed.get(p, 0) >= end for p, end in ends.items())
 
 
+async def scrape(port: int) -> dict[str, float]:
+    """The replay's progress series, summed over partitions; {} while it does not answer."""
+    try:
+        async with httpx.AsyncClient() as http:
+            text = (await http.get(f"http://127.0.0.1:{port}/metrics", timeout=2)).text
+    except httpx.HTTPError:
+        return {}
+    out: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "netscope_replay_messages_total":
+                result = sample.labels["result"]
+                out[result] = out.get(result, 0.0) + sample.value
+            elif sample.name == "netscope_replay_rate_limit_per_second":
+                out["rate_limit"] = sample.value
+    return out
+
+
 def window_args(t0_ms: int, t1_ms: int) -> list[str]:
     return ["--from", str(t0_ms), "--to", str(t1_ms)]
 
@@ -110,11 +131,25 @@ async def test_a_replayed_window_calls_nothing_twice_paces_and_audits_each_as_du
 
         rate = 40.0
         summary_path = tmp_path / "summary.json"
-        code, out, err = await replay_cli(
-            config, rgw.secret_key, *window_args(t0_ms, t1_ms), "--rate", str(rate), "--yes",
-            "--summary-json", str(summary_path), cwd=tmp_path,
-        )  # fmt: skip
+        port = free_port()
+        replay = asyncio.create_task(
+            replay_cli(
+                config, rgw.secret_key, *window_args(t0_ms, t1_ms), "--rate", str(rate), "--yes",
+                "--summary-json", str(summary_path), "--metrics-port", str(port), cwd=tmp_path,
+            )
+        )
+        # While it runs, its progress is scrapeable like the live service's.
+        seen: dict[str, float] = {}
+
+        async def replay_progress_scraped() -> bool:
+            seen.update(await scrape(port))
+            return seen.get("read", 0) > 0 or replay.done()
+
+        await wait_for(replay_progress_scraped, timeout_s=60, what="replay metrics")
+        code, out, err = await replay
         assert code == 0, err
+        assert seen.get("read", 0) > 0, f"no progress scraped while replaying: {seen}"
+        assert seen["rate_limit"] == rate
         summary = orjson.loads(summary_path.read_bytes())
         assert summary["clean"] and summary["total"]["read"] == n
         assert summary["total"]["skipped"] == n and summary["total"]["called"] == 0

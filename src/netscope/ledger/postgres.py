@@ -94,7 +94,8 @@ CREATE TABLE IF NOT EXISTS {TABLE} (
     completed_at    double precision,
     PRIMARY KEY (idempotency_key, upstream)
 );
-CREATE INDEX IF NOT EXISTS {TABLE}_expires_at ON {TABLE} (expires_at);
+CREATE INDEX IF NOT EXISTS {TABLE}_expires_at ON {TABLE} (expires_at)
+    WHERE expires_at IS NOT NULL;
 """
 # Without this an account that may use the table but not create in the schema could not
 # open the ledger (CREATE ... IF NOT EXISTS checks the privilege before the existence).

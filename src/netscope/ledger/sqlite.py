@@ -99,7 +99,10 @@ _SCHEMA = (
         PRIMARY KEY (idempotency_key, upstream)
     ) WITHOUT ROWID
     """,
-    f"CREATE INDEX IF NOT EXISTS {TABLE}_expires_at ON {TABLE} (expires_at)",
+    # Partial: a claim inserts its row with no expiry and leaves this index alone; only the
+    # settle of a completed key adds an entry (the sweep's comparison implies NOT NULL).
+    f"CREATE INDEX IF NOT EXISTS {TABLE}_expires_at ON {TABLE} (expires_at)"
+    " WHERE expires_at IS NOT NULL",
 )
 
 # The batch's keys travel as one JSON parameter: one statement whatever the batch size, and

@@ -378,6 +378,7 @@ class Metrics:
         for kind in TIMEOUT_KIND.values():
             self.timeouts.labels(name, kind.value)
         self.retries.labels(name)
+        self.ledger_lease_expiries.labels(name)
         for reason in _ALERTED_DENIALS:
             self.retries_denied.labels(name, reason.value)
         self.latency.labels(name)

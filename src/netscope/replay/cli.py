@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from aiokafka import AIOKafkaConsumer
 from rich.console import Console
 from rich.table import Table
 
@@ -85,6 +86,10 @@ def replay_command(
     summary_json: Annotated[
         Path | None, typer.Option(help="Where the final summary goes (default: replay-RUN.json).")
     ] = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(help="Serve the replay's Prometheus metrics on 127.0.0.1:PORT while it runs."),
+    ] = None,
 ) -> None:
     """Replay a Kafka time window through the live path, without duplicate side effects."""
     try:
@@ -108,6 +113,7 @@ def replay_command(
             settings, console, topic=topic, from_ms=from_ms, to_ms=to_ms, parts=parts,
             rate=rate, upstream=upstream, dry_run=dry_run, yes=yes,
             reset_group_name=reset_group_name, summary_json=summary_json,
+            metrics_port=metrics_port,
         )
     )  # fmt: skip
     raise typer.Exit(code)
@@ -127,6 +133,7 @@ async def _main(
     yes: bool,
     reset_group_name: str | None,
     summary_json: Path | None,
+    metrics_port: int | None = None,
 ) -> int:
     try:
         async with window_consumer(settings.kafka) as consumer:
@@ -142,7 +149,8 @@ async def _main(
             if not yes and not _confirm(plan, rate):
                 return EXIT_FAILED
             return await _replay(
-                settings, console, consumer, topic, plan, rate, upstream, summary_json
+                settings, console, consumer, topic, plan, rate, upstream, summary_json,
+                metrics_port,
             )
     except WindowUnsupported as exc:
         console.print(f"[red]netscope replay: cannot replay a time window here:[/] {exc}")
@@ -204,13 +212,17 @@ def _reset_table(group: str, rows: list[tuple[str, int, int | None, int]], verb:
 
 
 async def _dry_run(
-    settings: Settings, console: Console, consumer: object, plan: WindowPlan, upstream: str | None
+    settings: Settings,
+    console: Console,
+    consumer: AIOKafkaConsumer,
+    plan: WindowPlan,
+    upstream: str | None,
 ) -> int:
     """Read the window and say what a replay would do; nothing is called or written."""
     by_partition: Counter[int] = Counter()
     by_upstream: Counter[str] = Counter()
     keys: list[LedgerKey] = []
-    async for record in read_window(consumer, plan):  # type: ignore[arg-type]
+    async for record in read_window(consumer, plan):
         parsed = parse_request(
             record.value,
             upstreams=settings.upstreams,
@@ -268,12 +280,13 @@ async def _completed_in_ledger(settings: Settings, keys: list[LedgerKey]) -> int
 async def _replay(
     settings: Settings,
     console: Console,
-    consumer: object,
+    consumer: AIOKafkaConsumer,
     topic: str,
     plan: WindowPlan,
     rate: float | None,
     upstream: str | None,
     summary_json: Path | None,
+    metrics_port: int | None,
 ) -> int:
     from netscope.replay.progress import ReplayProgress, summary_table
     from netscope.replay.runner import Replay, ReplaySummary, Tally, new_run_id
@@ -283,7 +296,11 @@ async def _replay(
         summary.partitions[p.partition] = Tally(planned=p.offsets)
     view = ReplayProgress({p.partition: p.offsets for p in plan.non_empty}, console)
     replay = Replay(
-        settings, summary, read_window(consumer, plan), on_progress=view.update  # type: ignore[arg-type]
+        settings,
+        summary,
+        read_window(consumer, plan),
+        on_progress=view.update,
+        metrics_port=metrics_port,
     )
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGINT, replay.stop)

@@ -23,7 +23,8 @@ from netscope.replay.runner import ReplaySummary, Tally
 
 REDRAW_S = 0.1
 _FIELDS = (
-    "called {task.fields[called]}  skipped {task.fields[skipped]}  failed {task.fields[failed]}"
+    "read {task.fields[read]}  called {task.fields[called]}  skipped {task.fields[skipped]}"
+    "  failed {task.fields[failed]}"
 )
 
 
@@ -39,7 +40,7 @@ class ReplayProgress:
             console=self.console,
             transient=False,
         )
-        zero = {"called": 0, "skipped": 0, "failed": 0}
+        zero = {"read": 0, "called": 0, "skipped": 0, "failed": 0}
         self._tasks: dict[int, TaskID] = {
             p: self._progress.add_task(f"partition {p}", total=n, **zero)
             for p, n in sorted(planned.items())
@@ -67,8 +68,9 @@ class ReplayProgress:
 
     def _show(self, task: TaskID, t: Tally) -> None:
         self._progress.update(
-            task, completed=t.done, called=t.called, skipped=t.skipped, failed=t.failed
-        )
+            task, completed=t.done, read=t.read, called=t.called, skipped=t.skipped,
+            failed=t.failed,
+        )  # fmt: skip
 
 
 def summary_table(summary: ReplaySummary) -> Table:

@@ -169,12 +169,14 @@ class Replay:
         records: AsyncIterator[Any],
         *,
         on_progress: Callable[[ReplaySummary], None] = lambda s: None,
+        metrics_port: int | None = None,
     ) -> None:
         self.summary = summary
         self._settings = replay_settings(settings, summary.run_id)
         summary.spool_path = str(self._settings.audit.spool.path)
         self._records = records
         self._on_progress = on_progress
+        self._metrics_port = metrics_port
         self._stop = asyncio.Event()
         rate = summary.rate_per_s
         burst = max(1, int(rate / 10)) if rate else 1  # a tenth of a second's worth at most
@@ -188,6 +190,8 @@ class Replay:
         s = self.summary
         pipeline = Pipeline(self._settings, replay_run_id=s.run_id)
         pipeline.events.subscribe(self._on_event)
+        if self._metrics_port is not None:
+            self._serve_metrics(pipeline, self._metrics_port)
         max_in_progress = 2 * self._settings.pipeline.max_in_flight
         queue_depth = self._settings.pipeline.queue_depth
         await pipeline.start_stages()
@@ -223,6 +227,15 @@ class Replay:
             if s.spooled == 0:  # everything reached the store: the replay's spool is empty
                 shutil.rmtree(s.spool_path, ignore_errors=True)
         return s
+
+    def _serve_metrics(self, pipeline: Pipeline, port: int) -> None:
+        from prometheus_client import start_http_server
+
+        from netscope.replay.metrics import ReplayCollector
+
+        registry = pipeline.metrics.registry
+        registry.register(ReplayCollector(self.summary))
+        start_http_server(port, addr="127.0.0.1", registry=registry)  # a daemon thread
 
     async def _pace(self) -> None:
         bucket = self._bucket

@@ -62,7 +62,10 @@ transport = "{transport}"
         )
         for run in range(RUNS):
             before = sim.stats.total
-            await produce(tansu_broker.bootstrap, topic, make_traffic(20, upstreams=["payments"]))
+            # New requests each run: the idempotency ledger (on by default, kept beside the
+            # spool across runs) would rightly skip a repeat of the previous run's keys.
+            traffic = make_traffic(20, upstreams=["payments"], seed=run)
+            await produce(tansu_broker.bootstrap, topic, traffic)
             proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "netscope", "run", "-c", str(config),
                 stderr=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.DEVNULL,

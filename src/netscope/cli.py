@@ -6,6 +6,7 @@ netscope check-config FILE    validate a configuration and exit
 netscope dev up|down|status   local Ceph RGW, Kafka-protocol brokers, Prometheus
 netscope replay --from --to   replay a Kafka time window without duplicate side effects
 netscope ledger ...           the idempotency ledger: status, lookup KEY, purge
+netscope audit ls             what the audit holds for a period
 netscope loadgen              produce request traffic to any Kafka
 netscope upstream-sim         an HTTP upstream with fault knobs
 netscope admin ...            throttle ingest, force breakers (needs the admin token)
@@ -22,6 +23,7 @@ import typer
 
 from netscope.config import ConfigError, Settings, load_settings
 from netscope.devservices.cli import app as dev_app
+from netscope.forensics.cli import app as audit_app
 from netscope.ledger.cli import app as ledger_app
 from netscope.replay.cli import replay_command
 from netscope.runtime import run_loop
@@ -41,6 +43,7 @@ app.command("replay", help="Replay a Kafka time window through the live path (ru
     replay_command
 )
 app.add_typer(ledger_app, name="ledger")
+app.add_typer(audit_app, name="audit")
 app.command("loadgen", help="Produce call-request traffic to a Kafka topic.")(loadgen_command)
 app.command("upstream-sim", help="Run an HTTP upstream with fault knobs.")(upstream_sim_command)
 admin_app = typer.Typer(help="Operate a running NetScope (needs NETSCOPE_API__ADMIN_TOKEN).")

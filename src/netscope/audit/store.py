@@ -135,6 +135,12 @@ class AuditStore:
             for meta in chunk:
                 yield meta["path"]
 
+    async def list_objects(self, prefix: str) -> AsyncIterator[tuple[str, int]]:
+        """(key, size in bytes) under ``prefix``, in lexical order: a listing, no object read."""
+        async for chunk in obstore.list(self._store, prefix, chunk_size=1000):
+            for meta in chunk:
+                yield meta["path"], int(meta["size"])
+
     async def probe(self) -> None:
         """A signed request that must succeed: an anonymous GET / says nothing about RGW health."""
         await self._bounded(obstore.list_with_delimiter_async(self._store, "netscope-probe/"))

@@ -125,11 +125,14 @@ async def produce(
     return ends
 
 
-async def read_audit(cfg: AuditConfig) -> list[dict[str, Any]]:
+async def read_audit(cfg: AuditConfig, *, control: bool = False) -> list[dict[str, Any]]:
+    """The call records of the audit (with ``control``, the control records too)."""
     store = AuditStore.from_config(cfg)
     records: list[dict[str, Any]] = []
     async for key in store.list_keys(cfg.prefix + "/"):
-        records.extend(decode(await store.get(key)))
+        records.extend(
+            r for r in decode(await store.get(key)) if control or r.get("record_type") != "control"
+        )
     return records
 
 

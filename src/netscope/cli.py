@@ -140,7 +140,7 @@ def _admin_call(url: str, method: str, path: str, body: dict | None = None) -> N
             url.rstrip("/") + path,
             json=body,
             timeout=10,
-            headers={"Authorization": f"Bearer {token}"},
+            headers={"Authorization": f"Bearer {token}", "X-Netscope-Actor": _actor()},
         )
     except httpx.HTTPError as exc:
         typer.echo(f"netscope: cannot reach {url}: {exc}", err=True)
@@ -151,6 +151,18 @@ def _admin_call(url: str, method: str, path: str, body: dict | None = None) -> N
 
 
 UrlOpt = Annotated[str, typer.Option("--url", help="NetScope API base URL.")]
+
+
+def _actor() -> str:
+    """Who runs this command, for the audit's control events (the token authenticates)."""
+    import getpass
+    import socket
+
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return f"cli:{user}@{socket.gethostname()}"
 
 
 @admin_app.command("throttle")

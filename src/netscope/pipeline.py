@@ -23,7 +23,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from netscope import __version__
 from netscope.audit.commit import OffsetCommitter
+from netscope.audit.control import ControlAudit, config_digest
 from netscope.audit.drain import SpoolDrainer
 from netscope.audit.spool import Spool
 from netscope.audit.store import AuditStore
@@ -38,7 +40,12 @@ from netscope.ingest.keyed import KeyedScheduler
 from netscope.ingest.work import Work
 from netscope.ledger.factory import build_ledger
 from netscope.ledger.gate import IdempotencyGate
-from netscope.observability.events import EventBus, StatusSampled
+from netscope.observability.events import (
+    EventBus,
+    InstanceStarted,
+    InstanceStopping,
+    StatusSampled,
+)
 from netscope.observability.log_events import log_event
 from netscope.observability.metrics import Metrics
 from netscope.outbound.caller import UpstreamGuard
@@ -117,7 +124,15 @@ class Pipeline:
             spool=self.spool,
             on_spool_append=lambda: self.drainer.wake(),
             run_id=self.replay_run_id,
+            instance_id=self.settings.instance_id,
         )
+        self.control_audit = ControlAudit(
+            self.writer,
+            instance_id=self.settings.instance_id,
+            replay_run_id=self.replay_run_id,
+            spool=lambda: self._spool_status,
+        )
+        self.events.subscribe(self.control_audit.on_event)
         self.drainer = SpoolDrainer(
             self.spool,
             self.writer.upload_spooled,
@@ -180,9 +195,10 @@ class Pipeline:
     def _ledger_available(self) -> bool:
         return self.gate is None or self.gate.available
 
-    async def start_stages(self) -> None:
+    async def start_stages(self, detail: dict[str, Any] | None = None) -> None:
         """Everything but Kafka: ledger, HTTP clients, workers, audit writer and drainer.
-        ``netscope replay`` feeds these from its own reader (replay/runner.py)."""
+        ``netscope replay`` feeds these from its own reader (replay/runner.py). ``detail``
+        goes into the audited start event (a replay's window)."""
         if self.gate is not None:
             await self.gate.open()
         for guard in self.guards.values():
@@ -204,13 +220,21 @@ class Pipeline:
         ]
         if self.gate is not None:
             self._background.append(asyncio.create_task(self.gate.watch(), name="ledger"))
+        self.events.publish(
+            InstanceStarted(
+                config_digest(self.settings), __version__, self.replay_run_id, detail or {}
+            )
+        )
 
-    async def stop_stages(self, drain_timeout_s: float) -> tuple[int, int, int]:
+    async def stop_stages(
+        self, drain_timeout_s: float, detail: dict[str, Any] | None = None
+    ) -> tuple[int, int, int]:
         """The replay's stop: drain the workers, flush the audit, close. Returns (abandoned,
         audit_pending, batches still in the spool)."""
         abandoned = await self.scheduler.wait_idle(drain_timeout_s)
         await self.scheduler.stop()
         await bounded_step("ledger settles", self.handler.settled(), CLOSE_STEP_TIMEOUT_S)
+        self._audit_stopping(abandoned, detail)
         if not await bounded_step(
             "audit flush", self.writer.flush(), self.settings.pipeline.flush_timeout_s
         ):
@@ -223,6 +247,11 @@ class Pipeline:
         spooled = (await asyncio.to_thread(self.spool.stats)).pending_entries
         await self._close_clients()
         return abandoned, audit_pending, spooled
+
+    def _audit_stopping(self, abandoned: int, detail: dict[str, Any] | None = None) -> None:
+        """The stop, as the last control event: before the final flush, so it is durable."""
+        data = {"abandoned_in_flight": abandoned, **(detail or {})}
+        self.events.publish(InstanceStopping(self.handler.processed, self.replay_run_id, data))
 
     async def _close_clients(self) -> None:
         for guard in self.guards.values():
@@ -263,6 +292,7 @@ class Pipeline:
         abandoned = await self.scheduler.wait_idle(drain_timeout_s or cfg.drain_timeout_s)
         await self.scheduler.stop()
         await bounded_step("ledger settles", self.handler.settled(), CLOSE_STEP_TIMEOUT_S)
+        self._audit_stopping(abandoned)
         if not await bounded_step("audit flush", self.writer.flush(), cfg.flush_timeout_s):
             await self.writer.close()  # what is not durable now is redelivered, not retried
         await bounded_step("final commit", self.committer.commit(), CLOSE_STEP_TIMEOUT_S)
@@ -272,6 +302,8 @@ class Pipeline:
         # One last pass so what was spooled during the stop goes out if the store is back.
         await bounded_step("last spool drain", self.drainer.drain_once(), CLOSE_STEP_TIMEOUT_S)
         audit_pending = self.writer.pending_records
+        if lost := self.writer.pending_control_records:
+            log.warning("%d control records (state changes, this stop) not durable: lost", lost)
         await bounded_step("consumer close", self._consumer.stop(), CLOSE_STEP_TIMEOUT_S)
         self.consumer_connected = False
         await bounded_step("producer close", self._producer.stop(), CLOSE_STEP_TIMEOUT_S)
@@ -295,9 +327,9 @@ class Pipeline:
     def paused_reason(self) -> str | None:
         return self.fetcher.paused_reason
 
-    def set_ingest_rate(self, rate_per_s: float | None) -> None:
+    def set_ingest_rate(self, rate_per_s: float | None, actor: str = "operator") -> None:
         """Runbook INC-01 step 4: lower (or lift, with None) the ingest rate at runtime."""
-        self.fetcher.set_rate(rate_per_s)
+        self.fetcher.set_rate(rate_per_s, actor)
 
     def status(self) -> PipelineStatus:
         """A snapshot for readers; cheap, and never touches the disk."""

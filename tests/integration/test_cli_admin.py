@@ -12,7 +12,15 @@ import pytest
 
 from netscope.service import Service
 from netscope.tools.upstream_sim import SimConfig, UpstreamSim
-from tests.harness import make_traffic, metric, produce, running, settings_for, wait_for
+from tests.harness import (
+    make_traffic,
+    metric,
+    produce,
+    read_audit,
+    running,
+    settings_for,
+    wait_for,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -78,6 +86,21 @@ async def test_admin_cli_throttles_and_forces_breakers(tansu_broker, tmp_path: P
         code, out = await admin(url, "throttle", "5", token=None)
         assert code == 2 and "NETSCOPE_API__ADMIN_TOKEN" in out
         assert pipeline.fetcher.limiter.unlimited, "refused calls changed nothing"
+
+    # Each operator action is in the audit as a control event, with who did it.
+    records = await read_audit(settings.audit, control=True)
+    control = sorted((r for r in records if r["record_type"] == "control"), key=lambda r: r["seq"])
+    events = [(r["event"], r["data"].get("rate_per_s", r["data"].get("to"))) for r in control]
+    assert events == [
+        ("instance_started", None),
+        ("throttle_changed", 5.0),
+        ("throttle_changed", None),
+        ("breaker_transition", "forced_open"),
+        ("breaker_transition", "closed"),
+        ("instance_stopping", None),
+    ], events
+    actors = {r["actor"] for r in control if r["event"] != "instance_started"} - {None}
+    assert len(actors) == 1 and actors.pop().startswith("admin token (cli:"), control
 
 
 async def test_start_paused_holds_partitions_until_the_operator_lifts_it(

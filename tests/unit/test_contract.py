@@ -540,7 +540,7 @@ def test_audit_record_serialises_every_documented_field() -> None:
         "kafka", "outcome", "received_at", "completed_at", "latency_s", "queued_s", "status",
         "error_class", "error_detail", "attempts", "created_at", "instance_id",
         "replay_run_id", "duplicate_of", "attempt_after_lease_expiry", "outcome_from_ledger",
-        "schema_version",
+        "record_type", "schema_version",
     }  # fmt: skip
     assert record.event_time_ms == 1_714_560_000_000
 

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import re
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException
 from fastapi.responses import JSONResponse, Response
@@ -159,9 +160,11 @@ def create_app(pipeline: Pipeline, *, hub: Any | None = None) -> FastAPI:
     admin = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(require_admin)])
 
     @admin.post("/throttle")
-    async def throttle(body: ThrottleRequest) -> dict[str, Any]:
+    async def throttle(
+        body: ThrottleRequest, x_netscope_actor: Annotated[str | None, Header()] = None
+    ) -> dict[str, Any]:
         """Runbook INC-01 step 4: reduce the incoming rate temporarily (or lift it)."""
-        pipeline.set_ingest_rate(body.rate_per_s)
+        pipeline.set_ingest_rate(body.rate_per_s, actor=actor_of(x_netscope_actor))
         return {"ingest_rate_per_s": status_snapshot(pipeline)["ingest_rate_per_s"]}
 
     @admin.get("/breakers")
@@ -170,7 +173,9 @@ def create_app(pipeline: Pipeline, *, hub: Any | None = None) -> FastAPI:
 
     @admin.post("/breakers/{upstream}/{action}")
     async def breaker_action(
-        upstream: str, action: Literal["force-open", "force-closed", "reset"]
+        upstream: str,
+        action: Literal["force-open", "force-closed", "reset"],
+        x_netscope_actor: Annotated[str | None, Header()] = None,
     ) -> dict[str, Any]:
         guard = pipeline.guards.get(upstream)
         if guard is None:
@@ -179,10 +184,21 @@ def create_app(pipeline: Pipeline, *, hub: Any | None = None) -> FastAPI:
             "force-open": guard.breaker.force_open,
             "force-closed": guard.breaker.force_closed,
             "reset": guard.breaker.reset,
-        }[action]()
+        }[action](by=actor_of(x_netscope_actor))
         return {"upstream": upstream, "state": str(guard.breaker.state)}
 
     app.include_router(admin)
     if hub is not None:
         app.include_router(hub.router)
     return app
+
+
+_ACTOR = re.compile(r"[^A-Za-z0-9_.@:/ -]")
+
+
+def actor_of(header: str | None) -> str:
+    """Who an admin action is audited as: the bearer of the admin token, and what its client
+    said of itself (``netscope admin`` sends ``cli:user@host``). Informative: the token is
+    the authentication; the header only names the person. Cleaned and capped: it is stored."""
+    said = _ACTOR.sub("", header or "")[:80].strip()
+    return f"admin token ({said})" if said else "admin token"

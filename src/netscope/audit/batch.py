@@ -63,6 +63,12 @@ def decode(body: bytes) -> Iterator[dict]:
             yield orjson.loads(line)
 
 
+def record_offset(record: dict) -> int:
+    """A record's place in its lane: the Kafka offset, or a control event's sequence."""
+    kafka = record.get("kafka")
+    return int(kafka["offset"]) if kafka is not None else int(record["seq"])
+
+
 def last_offset(body: bytes) -> int:
-    """Highest Kafka offset among the records of an encoded object."""
-    return max(record["kafka"]["offset"] for record in decode(body))
+    """Highest offset (or control sequence) among the records of an encoded object."""
+    return max(record_offset(record) for record in decode(body))

@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 from aiokafka import ConsumerRebalanceListener, TopicPartition
 
+from netscope.audit.keys import CONTROL_TOPIC
 from netscope.observability.events import (
     CommitFailed,
     EventBus,
@@ -67,6 +68,8 @@ class OffsetCommitter:
     async def commit(self, only: set[TopicPartition] | None = None) -> None:
         offsets = {}
         for (topic, partition), offset in self._writer.committable().items():
+            if topic == CONTROL_TOPIC:  # control events: audited, nothing to commit
+                continue
             tp = TopicPartition(topic, partition)
             if only is not None and tp not in only:
                 continue

@@ -22,7 +22,7 @@ from typing import Any, NamedTuple, Protocol
 
 import orjson
 
-from netscope.audit.batch import Batch, encode, last_offset
+from netscope.audit.batch import Batch, encode, last_offset, record_offset
 from netscope.audit.keys import object_key
 from netscope.config import AuditConfig
 from netscope.observability.events import WriteResult
@@ -54,20 +54,34 @@ class Encoded(NamedTuple):
 
 class ExactlyOnce:
     def __init__(
-        self, store: CreateOnlyStore, *, prefix: str, compress: bool, run_id: str | None = None
+        self,
+        store: CreateOnlyStore,
+        *,
+        prefix: str,
+        compress: bool,
+        run_id: str | None = None,
+        instance_id: str | None = None,
     ) -> None:
         self._store = store
         self._prefix = prefix
         self._compress = compress
         self._run_id = run_id  # a replay's objects get keys of their own (audit/keys.py)
+        self._instance_id = instance_id or "unnamed"  # control objects are per instance
         # Per partition, [first, last] offsets of the last object a 412 revealed (rule 3).
         self._seen: dict[TopicPartition, tuple[int, int]] = {}
 
     @classmethod
     def from_config(
-        cls, cfg: AuditConfig, store: CreateOnlyStore, run_id: str | None = None
+        cls,
+        cfg: AuditConfig,
+        store: CreateOnlyStore,
+        run_id: str | None = None,
+        instance_id: str | None = None,
     ) -> ExactlyOnce:
-        return cls(store, prefix=cfg.prefix, compress=cfg.compression == "gzip", run_id=run_id)
+        compress = cfg.compression == "gzip"
+        return cls(
+            store, prefix=cfg.prefix, compress=compress, run_id=run_id, instance_id=instance_id
+        )
 
     def key_for(self, batch: Batch) -> str:
         return object_key(
@@ -78,6 +92,7 @@ class ExactlyOnce:
             batch.first_offset,
             gzip=self._compress,
             run_id=self._run_id,
+            instance_id=self._instance_id,
         )
 
     async def encode(self, batch: Batch) -> bytes:
@@ -121,5 +136,5 @@ def spooled_batch(meta: dict[str, Any], body: bytes) -> Batch:
     batch = Batch(str(meta["topic"]), int(meta["partition"]), str(meta["hour"]))
     for line in body.splitlines():
         if line.strip():
-            batch.add(orjson.loads(line)["kafka"]["offset"], line)
+            batch.add(record_offset(orjson.loads(line)), line)
     return batch

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import random
 import time
 from collections.abc import Callable
@@ -30,11 +31,11 @@ from typing import Any
 
 from netscope.audit.batch import Batch
 from netscope.audit.exactly_once import Encoded, ExactlyOnce, spooled_batch
-from netscope.audit.keys import event_hour
+from netscope.audit.keys import CONTROL_TOPIC, event_hour
 from netscope.audit.lanes import BatchLimits, Lane, Lanes, TopicPartition
 from netscope.audit.store import AuditStore
 from netscope.config import AuditConfig
-from netscope.contract.records import AuditRecord
+from netscope.contract.records import AuditRecord, ControlRecord
 from netscope.observability.events import (
     AuditBatchDurable,
     AuditTarget,
@@ -79,10 +80,14 @@ class AuditWriter:
         on_spool_append: Callable[[], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
         run_id: str | None = None,
+        instance_id: str | None = None,
     ) -> None:
         self._cfg = cfg
         self._lanes = Lanes(BatchLimits.from_config(cfg), clock)
-        self._objects = ExactlyOnce.from_config(cfg, store, run_id)
+        self._objects = ExactlyOnce.from_config(cfg, store, run_id, instance_id)
+        # Control events: a lane of their own, numbered from this process's start (in µs)
+        # so that a restarted instance never writes a key an earlier run wrote.
+        self._control_seq = itertools.count(int(time.time() * 1_000_000))
         self._events = events
         self._spool = spool
         self._on_spool_append = on_spool_append
@@ -129,12 +134,27 @@ class AuditWriter:
             self._start_writer(lane)
         return True
 
+    def control(self, record: ControlRecord) -> None:
+        """Audit a control event, as durably as a call record (batched, spooled if needed)."""
+        seq = record.seq = next(self._control_seq)
+        lane = self._lanes.track(CONTROL_TOPIC, 0, seq)
+        hour = event_hour(int(record.at * 1000))
+        if self._lanes.complete(lane, seq, hour, record.to_json(), record.at) and lane.sealed:
+            self._start_writer(lane)
+
     # -- state -------------------------------------------------------------------------------
 
     @property
     def pending_records(self) -> int:
-        """Records fetched but not yet durable (in flight, waiting for order, or in a batch)."""
-        return self._lanes.pending_records
+        """Records fetched but not yet durable (in flight, waiting for order, or in a batch).
+        Control records are not fetched messages: they neither hold back ingest nor count
+        as redelivered work (see ``pending_control_records``)."""
+        return self._lanes.pending_records - self.pending_control_records
+
+    @property
+    def pending_control_records(self) -> int:
+        lanes = self._lanes.select([(CONTROL_TOPIC, 0)])
+        return lanes[0].unreleased if lanes else 0
 
     def committable(self) -> dict[TopicPartition, int]:
         return self._lanes.committable()

@@ -8,6 +8,7 @@ the contract documented in docs/contract.md and docs/audit-format.md.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 import orjson
@@ -25,6 +26,8 @@ __all__ = [
     "TIMEOUT_OUTCOMES",
     "Attempt",
     "AuditRecord",
+    "ControlEvent",
+    "ControlRecord",
     "KafkaPosition",
     "Outcome",
     "dead_letter_headers",
@@ -88,6 +91,7 @@ class AuditRecord:
     # before this record was durable: outcome, status and the attempt count (in error_detail)
     # come from the ledger; the attempts' details were lost with that process.
     outcome_from_ledger: bool = False
+    record_type: str = "call"  # "control" for ControlRecord; absent in older records: "call"
     schema_version: int = AUDIT_SCHEMA_VERSION
 
     @property
@@ -99,6 +103,36 @@ class AuditRecord:
         # lines wait in memory until their batch is durable: keep an exact-size copy
         # (measured: peak RSS at saturation fell by tens of MB).
         return memoryview(orjson.dumps(self)).tobytes()
+
+
+class ControlEvent(StrEnum):
+    """What a control record says happened (docs/audit-format.md, "Control records")."""
+
+    INSTANCE_STARTED = "instance_started"
+    INSTANCE_STOPPING = "instance_stopping"
+    BREAKER_TRANSITION = "breaker_transition"  # including forced states and resets
+    THROTTLE_CHANGED = "throttle_changed"
+    DEGRADED_MODE = "degraded_mode"  # entered or left, with the spool backlog then
+
+
+@dataclass(slots=True)
+class ControlRecord:
+    """A state change an incident timeline needs beside the calls, in the same store and
+    layout (a ``control/`` folder per hour), as durable as call records (same spool)."""
+
+    event: ControlEvent
+    at: float  # epoch seconds
+    instance_id: str | None
+    data: dict[str, Any]  # event-specific fields (docs/audit-format.md)
+    upstream: str | None = None
+    actor: str | None = None  # who, for operator actions (throttle, forced breaker states)
+    replay_run_id: str | None = None
+    seq: int = 0  # set by the audit writer: the record's place in its control lane
+    record_type: str = "control"
+    schema_version: int = AUDIT_SCHEMA_VERSION
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(self)
 
 
 def record_from_json(line: bytes | str) -> dict[str, Any]:

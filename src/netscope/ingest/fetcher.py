@@ -80,10 +80,10 @@ class Fetcher:
     def rate_per_s(self) -> float:
         return self.limiter.rate_per_s
 
-    def set_rate(self, rate_per_s: float | None) -> None:
+    def set_rate(self, rate_per_s: float | None, actor: str = "config") -> None:
         """Runbook INC-01 step 4: lower (0 pauses) or lift (None) the ingest rate at runtime."""
         self._set_limit(rate_per_s)
-        self._events.publish(IngestRateChanged(self.limiter.rate_per_s))
+        self._events.publish(IngestRateChanged(self.limiter.rate_per_s, actor))
 
     def _set_limit(self, rate_per_s: float | None) -> None:
         rate = float("inf") if rate_per_s is None else rate_per_s

@@ -183,6 +183,28 @@ class BackpressureChanged:
 @dataclass(slots=True, frozen=True)
 class IngestRateChanged:
     rate_per_s: float  # inf = unlimited, 0 = paused
+    actor: str = "config"  # who: "config" at start, else the operator (admin API caller)
+    created: float = field(default_factory=time.time)
+
+
+@dataclass(slots=True, frozen=True)
+class InstanceStarted:
+    """This process started consuming (or a replay started): written to the audit."""
+
+    config_digest: str  # sha256 of the effective configuration, secrets masked
+    version: str
+    replay_run_id: str | None = None
+    detail: dict[str, Any] = field(default_factory=dict)  # a replay's window, rate, ...
+    created: float = field(default_factory=time.time)
+
+
+@dataclass(slots=True, frozen=True)
+class InstanceStopping:
+    """This process (or a replay) is stopping: the last control event it audits."""
+
+    processed: int
+    replay_run_id: str | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
     created: float = field(default_factory=time.time)
 
 
@@ -265,6 +287,8 @@ Event = (
     | LedgerRoundTrip
     | LeaseExpired
     | LedgerAvailabilityChanged
+    | InstanceStarted
+    | InstanceStopping
 )
 Listener = Callable[[Any], None]
 

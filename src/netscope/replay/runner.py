@@ -194,7 +194,10 @@ class Replay:
             self._serve_metrics(pipeline, self._metrics_port)
         max_in_progress = 2 * self._settings.pipeline.max_in_flight
         queue_depth = self._settings.pipeline.queue_depth
-        await pipeline.start_stages()
+        await pipeline.start_stages(
+            {"topic": s.topic, "from_ms": s.from_ms, "to_ms": s.to_ms,
+             "rate_per_s": s.rate_per_s, "upstream": s.upstream}
+        )  # fmt: skip
         try:
             async for record in self._records:
                 if self._stop.is_set():
@@ -220,7 +223,8 @@ class Replay:
                 s.interrupted = self._stop.is_set()
         finally:
             s.abandoned, s.audit_pending, s.spooled = await pipeline.stop_stages(
-                self._settings.pipeline.drain_timeout_s
+                self._settings.pipeline.drain_timeout_s,
+                {"interrupted": s.interrupted, "totals": _tally_dict(s.total)},
             )
             s.finished_at = time.time()
             self._on_progress(s)

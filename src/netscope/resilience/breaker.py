@@ -344,19 +344,19 @@ class CircuitBreaker:
             self._probes_in_flight.discard(permit.id)
             self._probes_issued -= 1
 
-    def force_open(self) -> None:
+    def force_open(self, by: str = "admin") -> None:
         """Admin: reject everything until ``reset()``. Nothing is recorded meanwhile."""
         self._apply_due()
         if self._state is not BreakerState.FORCED_OPEN:
-            self._transition(BreakerState.FORCED_OPEN, "forced by admin")
+            self._transition(BreakerState.FORCED_OPEN, f"forced by {by}")
 
-    def force_closed(self) -> None:
+    def force_closed(self, by: str = "admin") -> None:
         """Admin: admit everything until ``reset()``. Nothing is recorded meanwhile."""
         self._apply_due()
         if self._state is not BreakerState.FORCED_CLOSED:
-            self._transition(BreakerState.FORCED_CLOSED, "forced by admin")
+            self._transition(BreakerState.FORCED_CLOSED, f"forced by {by}")
 
-    def reset(self) -> None:
+    def reset(self, by: str = "admin") -> None:
         """Back to CLOSED with an empty window and the base OPEN wait.
 
         Outstanding permits become stale. Reported as a transition only when the
@@ -369,7 +369,7 @@ class CircuitBreaker:
             self._window.clear()
             self._generation += 1
             return
-        self._transition(BreakerState.CLOSED, "reset by admin")
+        self._transition(BreakerState.CLOSED, f"reset by {by}")
 
     # ---------------------------------------------------------------- internals
 

@@ -23,8 +23,13 @@ runner = CliRunner()
 
 
 def line(offset: int, ts_ms: int) -> bytes:
-    return orjson.dumps({"kafka": {"topic": "calls", "partition": 0, "offset": offset,
-                                   "timestamp_ms": ts_ms}, "outcome": "success"})  # fmt: skip
+    at = ts_ms / 1000 + offset / 100
+    return orjson.dumps({
+        "kafka": {"topic": "calls", "partition": 0, "offset": offset, "timestamp_ms": ts_ms},
+        "request_id": f"r-{offset}", "trace_id": f"{offset:032x}", "upstream": "payments",
+        "outcome": "success", "status": 200, "received_at": at, "completed_at": at + 0.01,
+        "attempts": [{"n": 1, "started_at": at, "duration_s": 0.01, "status": 200}],
+    })  # fmt: skip
 
 
 async def seed(settings: Settings) -> dict[str, int]:
@@ -104,3 +109,24 @@ def test_an_empty_period_says_so(tmp_path: Path) -> None:
                                  "--to", str(T0 + 1000)])  # fmt: skip
     assert result.exit_code == 0
     assert "no audit object in this period" in result.output
+
+
+def test_timeline_skips_an_unreadable_object_and_names_it(tmp_path: Path) -> None:
+    audit = tmp_path / "audit"
+    settings = Settings(audit={"backend": "local", "local": {"path": audit}})
+    asyncio.run(seed(settings))
+    bad = audit / "audit/dt=2026-05-28/hour=21/topic=calls/partition=1"
+    bad.mkdir(parents=True)
+    (bad / f"{0:020d}.jsonl.gz").write_bytes(b"\x1f\x8b not gzip at all")
+    config = config_file(tmp_path, f'[audit]\nbackend = "local"\n[audit.local]\npath = "{audit}"\n')
+    window = ["--from", str(T0), "--to", str(T0 + 3 * HOUR_MS)]
+    result = runner.invoke(
+        app, ["audit", "timeline", "-c", str(config), "--outcome", "success", *window, "--jsonl"]
+    )
+    assert result.exit_code == 0, result.output
+    rows = [orjson.loads(line) for line in result.stdout.splitlines()]
+    assert len([r for r in rows if r["kind"] == "call"]) == 15 + 45  # live 3 x 15 + replay 15
+    assert "skipped unreadable object" in result.output and "partition=1" in result.output
+    none = runner.invoke(app, ["audit", "timeline", "-c", str(config), "--request-id", "nope",
+                               *window])  # fmt: skip
+    assert none.exit_code == 0 and "no matching call" in none.output

@@ -2,6 +2,8 @@
 
     netscope audit ls -c FILE --from 2026-12-04T10:00:00Z --to 2026-12-04T12:00:00Z
         [--records] [--json]
+    netscope audit timeline -c FILE --from ... --to ... [--trace-id ID | --request-id ID |
+        --idempotency-key K] [--upstream U] [--outcome O] [--json | --jsonl] [--limit N]
 
 Exit codes: 0 listed (an empty period says so), 1 the store cannot be read, 2 bad arguments
 or configuration.
@@ -12,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import orjson
 import typer
@@ -23,22 +25,36 @@ from rich.table import Table
 from netscope.audit.store import AuditStore
 from netscope.config import ConfigError, load_settings
 from netscope.forensics.listing import HourListing, count_records, list_period
+from netscope.forensics.timeline import Row
 from netscope.replay.window import parse_time
 
 EXIT_FAILED, EXIT_CONFIG = 1, 2
 
-app = typer.Typer(help="Read the audit back: list a period's objects.", no_args_is_help=True)
+app = typer.Typer(
+    help="Read the audit back: list a period's objects, rebuild a timeline.",
+    no_args_is_help=True,
+)
+FromOpt = Annotated[
+    str, typer.Option("--from", help="Period start (event time): RFC 3339 with a zone, epoch ms.")
+]
+ToOpt = Annotated[str, typer.Option("--to", help="Period end (exclusive), same forms.")]
+ConfigOpt = Annotated[
+    Path | None, typer.Option("--config", "-c", help="The service's TOML file.")
+]
+
+
+def _window(from_: str, to: str) -> tuple[int, int]:
+    from_ms, to_ms = parse_time(from_), parse_time(to)
+    if from_ms >= to_ms:
+        raise ValueError("--from must be before --to")
+    return from_ms, to_ms
 
 
 @app.command("ls")
 def ls(
-    from_: Annotated[
-        str, typer.Option("--from", help="Period start, RFC 3339 with a zone, or epoch ms.")
-    ],
-    to: Annotated[str, typer.Option("--to", help="Period end (exclusive), same forms.")],
-    config: Annotated[
-        Path | None, typer.Option("--config", "-c", help="The service's TOML file.")
-    ] = None,
+    from_: FromOpt,
+    to: ToOpt,
+    config: ConfigOpt = None,
     records: Annotated[
         bool, typer.Option("--records", help="Also count records (reads every object).")
     ] = False,
@@ -47,9 +63,7 @@ def ls(
     """The audit objects of a period, per event hour: count, bytes, partitions, replays."""
     try:
         settings = load_settings(config)
-        from_ms, to_ms = parse_time(from_), parse_time(to)
-        if from_ms >= to_ms:
-            raise ValueError("--from must be before --to")
+        from_ms, to_ms = _window(from_, to)
     except (ConfigError, ValueError) as exc:
         typer.echo(f"netscope audit: {exc}", err=True)
         raise typer.Exit(EXIT_CONFIG) from None
@@ -111,4 +125,85 @@ def _table(where: str, hours: list[HourListing], records: bool) -> Table:
     if records:
         row.insert(3, str(total.records))
     table.add_row(*row)
+    return table
+
+
+@app.command("timeline")
+def timeline(
+    from_: FromOpt,
+    to: ToOpt,
+    config: ConfigOpt = None,
+    trace_id: Annotated[str | None, typer.Option(help="W3C trace id (32 hex).")] = None,
+    request_id: Annotated[str | None, typer.Option(help="The message's request_id.")] = None,
+    idempotency_key: Annotated[str | None, typer.Option(help="Its idempotency_key.")] = None,
+    upstream: Annotated[str | None, typer.Option(help="Only calls to this upstream.")] = None,
+    outcome: Annotated[str | None, typer.Option(help="Only this outcome.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON array on stdout.")] = False,
+    as_jsonl: Annotated[bool, typer.Option("--jsonl", help="One JSON row per line.")] = False,
+    limit: Annotated[int, typer.Option(help="Most rows in the terminal table.")] = 500,
+) -> None:
+    """The chronology of matching calls, every attempt expanded, with the control events
+    (breaker, throttle, degraded mode) of their upstreams around them; live and replay apart."""
+    from netscope.forensics.reader import read_period
+    from netscope.forensics.timeline import Filters, build
+
+    try:
+        settings = load_settings(config)
+        from_ms, to_ms = _window(from_, to)
+    except (ConfigError, ValueError) as exc:
+        typer.echo(f"netscope audit: {exc}", err=True)
+        raise typer.Exit(EXIT_CONFIG) from None
+    filters = Filters(trace_id, request_id, idempotency_key, upstream, outcome)
+    console = Console(stderr=True)
+    store = AuditStore.from_config(settings.audit)
+    unreadable: list[str] = []
+
+    async def collect() -> list[dict[str, Any]]:
+        out = []
+        with Progress(console=console, transient=True) as progress:
+            task = progress.add_task("reading audit objects", total=None)
+            async for record in read_period(
+                store, settings.audit.prefix, from_ms, to_ms,
+                needles=filters.needles(),
+                on_listed=lambda n: progress.update(task, total=n),
+                on_object=lambda: progress.advance(task),
+                unreadable=unreadable,
+            ):  # fmt: skip
+                out.append(record)
+        return out
+
+    try:
+        records = asyncio.run(collect())
+    except Exception as exc:  # obstore raises its own error types per backend
+        typer.echo(f"netscope audit: cannot read {store.description}: {exc}", err=True)
+        raise typer.Exit(EXIT_FAILED) from None
+    rows = build(records, filters, from_ms, to_ms)
+    for problem in unreadable:
+        console.print(f"[yellow]skipped unreadable object {problem}[/]")
+    if as_json or as_jsonl:
+        dicts = [row.to_dict() for row in rows]
+        if as_json:
+            sys.stdout.write(orjson.dumps(dicts).decode() + "\n")
+        else:
+            sys.stdout.write("".join(orjson.dumps(d).decode() + "\n" for d in dicts))
+        return
+    if not rows:
+        console.print("no matching call in this period (--from/--to are event time, UTC)")
+        return
+    Console().print(_timeline_table(rows[:limit]))
+    if len(rows) > limit:
+        console.print(f"{len(rows) - limit} more rows: raise --limit, or use --jsonl")
+
+
+def _timeline_table(rows: list[Row]) -> Table:
+    from datetime import UTC, datetime
+
+    table = Table(title="timeline (UTC)")
+    for name in ("time", "kind", "what", "upstream", "request_id", "run", "detail"):
+        table.add_column(name)
+    for row in rows:
+        at = datetime.fromtimestamp(row.at, UTC).strftime("%H:%M:%S.%f")[:-3]
+        detail = ", ".join(f"{k}={v}" for k, v in row.detail.items() if v not in (None, ""))
+        table.add_row(at, row.kind, row.what, row.upstream or "", row.request_id or "",
+                      row.run, detail)  # fmt: skip
     return table

@@ -42,6 +42,7 @@ async def test_a_requests_timeline_is_what_the_upstream_saw(
         async with running(Service(settings)) as service:
             await wait_for(lambda: service.pipeline.processed >= n, timeout_s=60,
                            what="every message handled")  # fmt: skip
+        sim_total = sim.stats.total
         seen: dict[str, list[int]] = defaultdict(list)  # what the upstream answered, per key
         for entry in sim.stats.recent:
             seen[entry["headers"]["idempotency-key"]].append(entry["status"])
@@ -79,3 +80,21 @@ async def test_a_requests_timeline_is_what_the_upstream_saw(
     control = [r for r in rows if r["kind"] == "control"]
     assert any(r["what"] == "instance_started" for r in control), control
     assert all(r["run"] == "live" for r in rows)
+
+    # The same period's breakdown agrees with the records, group by group.
+    result = await asyncio.to_thread(runner.invoke, app, [
+        "audit", "errors", "-c", str(config), "--json",
+        "--from", str(event_ms - 3_600_000), "--to", str(event_ms + 3_600_000),
+    ])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    report = orjson.loads(result.stdout)
+    assert report["calls"] == n
+    expected: dict[tuple[str, str, str], int] = defaultdict(int)
+    for r in records:
+        expected[(r["upstream"], r["outcome"], str(r["status"] or r["error_class"]))] += 1
+    got = {(g["upstream"], g["outcome"], g["cause"]): g["count"]
+           for g in report["by_upstream_outcome_cause"]}  # fmt: skip
+    assert got == expected
+    assert report["retries"]["payments"] == sum(len(r["attempts"]) - 1 for r in records)
+    assert report["attempts"]["payments"] == sim_total
+    assert report["most_attempts"][0]["attempts"] == max(len(r["attempts"]) for r in records)

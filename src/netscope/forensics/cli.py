@@ -4,6 +4,7 @@
         [--records] [--json]
     netscope audit timeline -c FILE --from ... --to ... [--trace-id ID | --request-id ID |
         --idempotency-key K] [--upstream U] [--outcome O] [--json | --jsonl] [--limit N]
+    netscope audit errors -c FILE --from ... --to ... [--json]
 
 Exit codes: 0 listed (an empty period says so), 1 the store cannot be read, 2 bad arguments
 or configuration.
@@ -206,4 +207,79 @@ def _timeline_table(rows: list[Row]) -> Table:
         detail = ", ".join(f"{k}={v}" for k, v in row.detail.items() if v not in (None, ""))
         table.add_row(at, row.kind, row.what, row.upstream or "", row.request_id or "",
                       row.run, detail)  # fmt: skip
+    return table
+
+
+@app.command("errors")
+def errors(
+    from_: FromOpt,
+    to: ToOpt,
+    config: ConfigOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")] = False,
+) -> None:
+    """What went wrong in a period: calls by upstream x outcome x status / error class (with
+    first and last occurrence), retries, timeouts by kind, the requests with most attempts."""
+    from netscope.forensics.errors import breakdown
+    from netscope.forensics.reader import read_period
+
+    try:
+        settings = load_settings(config)
+        from_ms, to_ms = _window(from_, to)
+    except (ConfigError, ValueError) as exc:
+        typer.echo(f"netscope audit: {exc}", err=True)
+        raise typer.Exit(EXIT_CONFIG) from None
+    console = Console(stderr=True)
+    store = AuditStore.from_config(settings.audit)
+    unreadable: list[str] = []
+
+    async def collect() -> list[dict[str, Any]]:
+        out = []
+        with Progress(console=console, transient=True) as progress:
+            task = progress.add_task("reading audit objects", total=None)
+            async for record in read_period(
+                store, settings.audit.prefix, from_ms, to_ms,
+                on_listed=lambda n: progress.update(task, total=n),
+                on_object=lambda: progress.advance(task),
+                unreadable=unreadable,
+            ):  # fmt: skip
+                out.append(record)
+        return out
+
+    try:
+        result = breakdown(asyncio.run(collect()), from_ms, to_ms).to_dict()
+    except Exception as exc:  # obstore raises its own error types per backend
+        typer.echo(f"netscope audit: cannot read {store.description}: {exc}", err=True)
+        raise typer.Exit(EXIT_FAILED) from None
+    for problem in unreadable:
+        console.print(f"[yellow]skipped unreadable object {problem}[/]")
+    if as_json:
+        sys.stdout.write(orjson.dumps(result).decode() + "\n")
+        return
+    if not result["calls"]:
+        console.print("no call in this period (--from/--to are event time, UTC)")
+        return
+    out = Console()
+    out.print(_errors_table(result))
+    for name in ("attempts", "retries"):
+        out.print(f"{name}: " + ", ".join(f"{u} {n}" for u, n in result[name].items()))
+    timeouts = [f"{t['upstream']} {t['kind']} {t['attempts']}" for t in result["timeouts"]]
+    if timeouts:
+        out.print("timeouts (attempts): " + ", ".join(timeouts))
+    most = [f"{m['request_id']} ({m['attempts']})" for m in result["most_attempts"]]
+    if most:
+        out.print("most attempts: " + ", ".join(most))
+
+
+def _errors_table(result: dict[str, Any]) -> Table:
+    from datetime import UTC, datetime
+
+    def hhmmss(at: float) -> str:
+        return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+    table = Table(title=f"{result['calls']} calls by upstream, outcome and cause (UTC)")
+    for name in ("upstream", "outcome", "status / error class", "count", "first", "last"):
+        table.add_column(name, justify="right" if name == "count" else "left")
+    for g in result["by_upstream_outcome_cause"]:
+        table.add_row(g["upstream"], g["outcome"], g["cause"], str(g["count"]),
+                      hhmmss(g["first_at"]), hhmmss(g["last_at"]))  # fmt: skip
     return table

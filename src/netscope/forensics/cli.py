@@ -106,7 +106,7 @@ async def _list(
 
 def _table(where: str, hours: list[HourListing], records: bool) -> Table:
     table = Table(title=f"audit objects in {where}")
-    columns = ["hour (UTC)", "objects", "bytes", "partitions", "replay objects"]
+    columns = ["hour (UTC)", "objects", "bytes", "partitions", "replay objects", "control"]
     if records:
         columns.insert(3, "records")
     for name in columns:
@@ -114,7 +114,8 @@ def _table(where: str, hours: list[HourListing], records: bool) -> Table:
     total = HourListing("total", records=0 if records else None)
     for h in hours:
         row = [h.hour, str(h.objects), f"{h.bytes:,}", str(len(h.partitions)),
-               f"{h.replay_objects}" + (f" ({len(h.runs)} runs)" if h.runs else "")]  # fmt: skip
+               f"{h.replay_objects}" + (f" ({len(h.runs)} runs)" if h.runs else ""),
+               str(h.control_objects)]  # fmt: skip
         if records:
             row.insert(3, str(h.records))
             total.records = (total.records or 0) + (h.records or 0)
@@ -122,7 +123,9 @@ def _table(where: str, hours: list[HourListing], records: bool) -> Table:
         total.objects += h.objects
         total.bytes += h.bytes
         total.replay_objects += h.replay_objects
-    row = ["total", str(total.objects), f"{total.bytes:,}", "", str(total.replay_objects)]
+        total.control_objects += h.control_objects
+    row = ["total", str(total.objects), f"{total.bytes:,}", "", str(total.replay_objects),
+           str(total.control_objects)]  # fmt: skip
     if records:
         row.insert(3, str(total.records))
     table.add_row(*row)

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from netscope.audit.keys import hour_prefix, parse_key
+from netscope.audit.keys import CONTROL_TOPIC, hour_prefix, parse_key
 from netscope.audit.store import AuditStore
 
 
@@ -35,6 +35,7 @@ class HourListing:
     objects: int = 0
     bytes: int = 0
     replay_objects: int = 0
+    control_objects: int = 0  # control records (breaker, throttle, degraded, start/stop)
     other_keys: int = 0  # under the prefix but not NetScope's layout (named in the output)
     # (topic, partition) -> [first object's first offset, last object's first offset]
     partitions: dict[tuple[str, int], list[int]] = field(default_factory=dict)
@@ -47,6 +48,7 @@ class HourListing:
             "objects": self.objects,
             "bytes": self.bytes,
             "replay_objects": self.replay_objects,
+            "control_objects": self.control_objects,
             "replay_runs": sorted(self.runs),
             "other_keys": self.other_keys,
             "records": self.records,
@@ -75,6 +77,9 @@ async def list_period(
             if parsed.run_id is not None:
                 listing.replay_objects += 1
                 listing.runs.add(parsed.run_id)
+            if parsed.topic == CONTROL_TOPIC:
+                listing.control_objects += 1
+                continue
             span = listing.partitions.setdefault(
                 (parsed.topic, parsed.partition), [parsed.first_offset, parsed.first_offset]
             )

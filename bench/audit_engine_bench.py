@@ -44,7 +44,14 @@ Engines (each reads with its own reader, lazily, and with its own listing/globbi
   ``storage_options`` (endpoint, path-style, allow http);
 - ``python``: obstore lists and GETs the objects (16 in flight), zlib + orjson in one Python
   thread; the timeline first looks for the trace id's bytes in each body and parses only the
-  lines that hold them. The baseline a hand-written reader gets.
+  lines that hold them. The baseline a hand-written reader gets;
+- ``obs+duckdb`` (RGW only; locally it is ``duckdb``): obstore, NetScope's own store client,
+  copies the window's objects to a local folder (emptied first, so the figures are cold), then
+  DuckDB reads them there: no httpfs extension, so no pin to the version its wheel exists for.
+
+The timeline jobs run in two phases in DuckDB and Polars: find the objects that hold the trace
+(only ``trace_id`` is parsed), then read those objects whole. ``timeline-1q`` is the same
+question as one query (Polars then parses every row's nested ``attempts``: 4-5x slower).
 
 Columns: ``query s`` is the engine's time from "imported" to "answer in Python objects"
 (connection, extension load, listing included), ``process s`` the whole subprocess as a CLI
@@ -53,14 +60,20 @@ user waits for it (interpreter start and imports included), ``CPU s`` its user +
 (RSS: the largest). Local files are in the page cache (written just before); RGW runs on the
 same 2 cores as the reader.
 
-Measured 2026-12-04 (2 cores; 1,000,000 records, medians of 3; query s / peak RSS):
-timeline by trace id, local: DuckDB 1.66 s / 86 MiB, Polars 2.37 s, plain 2.74 s / 69 MiB;
-from RGW: DuckDB 4.89 s / 268 MiB, Polars 3.63 s / 149 MiB, plain 3.90 s / 69 MiB; the report's
-aggregations, local: DuckDB 5.0 s / 113 MiB, Polars 8.0 s / 294 MiB, plain 7.4 s / 105 MiB; from
-RGW: 10.4 s, 15.6 s, 8.7 s. 10,000,000 records, local, report aggregations: DuckDB 42 s /
-277 MiB, Polars 70 s / 1.67 GiB. Choice so far: `netscope audit timeline` and `errors` use the
-plain reader (every 1M target met, least memory, no dependency: forensics/reader.py); for the
-report over 10M records DuckDB is the candidate (Polars misses the 1 GiB bound).
+Measured 2026-12-04 (2 cores shared with other test runs, ±30 %; 1,009,025 records in 1,020
+objects; query seconds, medians of 3). Local: timeline DuckDB 1.97, Polars 2.22, plain 2.54;
+report (errors + per-minute + latency) 4.81 / 8.47 / 6.68 s at 114 / 291 / 101 MiB. RGW:
+timeline 4.56 / 3.45 / 3.60 s, obs+duckdb 2.74 s; report 9.62 / 11.10 / 7.80 s, obs+duckdb
+5.36 s at 131 MiB. 10,000,000 records, local: report DuckDB 44 s / 277 MiB, Polars 81 s /
+1,595 MiB (misses 1 GiB). With 20-record objects (a low-rate writer: 50,470 objects), RGW
+serves 1,100-1,500 GETs/s here and the object count decides: a whole-set timeline takes
+36-122 s whatever the engine, the trace's hour alone 2.8-8.9 s.
+
+Choice: `netscope audit timeline` and `errors` use the plain reader for now (every 1M target
+met, least memory, no dependency, a byte pre-filter on the id: forensics/reader.py), and list
+only the window's hours. For the report over 10M records: DuckDB on objects fetched by obstore
+(NetScope's own store client: no httpfs extension and its version pin), fastest and bounded in
+memory; Polars misses the memory bound.
 Install the engines with ``.venv/bin/pip install -e '.[bench]'``.
 """
 

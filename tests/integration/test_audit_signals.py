@@ -124,7 +124,8 @@ async def test_store_writes_rise_as_the_spool_drains(
             lambda: (
                 pipeline.spool.stats().pending_entries == 0
                 and not pipeline.writer.degraded
-                and pipeline.writer.pending_records == 0  # the "degraded mode left" record
+                and pipeline.writer.pending_records == 0
+                and pipeline.writer.pending_control_records == 0  # "degraded mode left"
             ),
             timeout_s=60,
             what="spool drained, degraded mode left and audited",

@@ -215,9 +215,25 @@ async def running(service: Service) -> AsyncIterator[Service]:
         yield service
     finally:
         service.pipeline.request_stop()
-        await run
+        await _or_dump_tasks(run, "the fetch loop to end")
         if service.summary is None:
-            await service.stop()
+            await _or_dump_tasks(service.stop(), "the service to stop")
+
+
+STOP_DEADLINE_S = 120.0  # every stop step is bounded well below this
+
+
+async def _or_dump_tasks(step: Awaitable[Any], what: str) -> None:
+    """A stop that hangs fails here with every task's stack, not as a silent test timeout."""
+    try:
+        await asyncio.wait_for(step, STOP_DEADLINE_S)
+    except TimeoutError:
+        import io
+
+        out = io.StringIO()
+        for task in asyncio.all_tasks():
+            task.print_stack(file=out)
+        raise AssertionError(f"timed out waiting for {what}; tasks:\n{out.getvalue()}") from None
 
 
 def metric(service: Service, name: str, labels: dict[str, str] | None = None) -> float:

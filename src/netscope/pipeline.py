@@ -254,8 +254,8 @@ class Pipeline:
         self.events.publish(InstanceStopping(self.handler.processed, self.replay_run_id, data))
 
     async def _close_clients(self) -> None:
-        for guard in self.guards.values():
-            await guard.client.close()
+        for name, guard in self.guards.items():
+            await bounded_step(f"{name} client close", guard.client.close(), CLOSE_STEP_TIMEOUT_S)
         if self.gate is not None:
             await bounded_step("ledger close", self.gate.ledger.close(), CLOSE_STEP_TIMEOUT_S)
         self.spool.close()

@@ -23,7 +23,8 @@ import uvicorn
 
 from netscope.api.app import create_app, status_snapshot
 from netscope.config import Settings
-from netscope.pipeline import Pipeline
+from netscope.pipeline import CLOSE_STEP_TIMEOUT_S, Pipeline
+from netscope.runtime import bounded_step
 from netscope.status import StopSummary
 
 log = logging.getLogger("netscope.service")
@@ -107,7 +108,7 @@ class Service:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self._server_task, 5)
         if self.hub is not None:
-            await self.hub.stop()
+            await bounded_step("event hub stop", self.hub.stop(), CLOSE_STEP_TIMEOUT_S)
         self.summary = summary
         return summary
 

@@ -23,6 +23,7 @@ from netscope.observability.events import (
     IngestRateChanged,
     InstanceStarted,
     InstanceStopping,
+    SpoolDrainPassed,
 )
 from netscope.status import SpoolStatus
 
@@ -52,6 +53,8 @@ async def test_control_events_are_audited_under_their_own_keys(audit_cfg: AuditC
     events.publish(IngestRateChanged(0.0, "admin token (cli:alice@ops-1)"))
     events.publish(IngestRateChanged(float("inf"), "admin token"))
     events.publish(DegradedModeChanged(True, "StoreTimeout: no answer in 5s"))
+    events.publish(SpoolDrainPassed(batches=3, records=120, complete=True,
+                                    pending_batches_after=0))  # fmt: skip
     events.publish(InstanceStopping(1234, detail={"abandoned_in_flight": 0}))
     await writer.flush()
 
@@ -61,14 +64,14 @@ async def test_control_events_are_audited_under_their_own_keys(audit_cfg: AuditC
     parsed = parse_key(key)
     assert parsed is not None and parsed.topic == CONTROL_TOPIC
     assert parsed.instance_id == "host-a-1" and "/control/instance=host-a-1/" in key
-    assert [r["record_type"] for r in records] == ["control"] * 7
+    assert [r["record_type"] for r in records] == ["control"] * 8
     assert [r["event"] for r in records] == [
         "instance_started", "breaker_transition", "breaker_transition", "throttle_changed",
-        "throttle_changed", "degraded_mode", "instance_stopping",
+        "throttle_changed", "degraded_mode", "spool_drained", "instance_stopping",
     ]  # fmt: skip
     seqs = [r["seq"] for r in records]
-    assert seqs == sorted(seqs) and len(set(seqs)) == 7
-    started, opened, forced, paused, lifted, degraded, stopping = records
+    assert seqs == sorted(seqs) and len(set(seqs)) == 8
+    started, opened, forced, paused, lifted, degraded, drained, stopping = records
     assert started["data"] == {"config_digest": "sha256:abc", "version": "0.1.0"}
     assert opened["upstream"] == "payments" and opened["actor"] is None
     assert opened["data"]["reason"] == "failure_rate 0.60 >= 0.50 over 50 calls"
@@ -79,6 +82,9 @@ async def test_control_events_are_audited_under_their_own_keys(audit_cfg: AuditC
     assert degraded["data"]["degraded"] is True
     assert degraded["data"]["spool_pending_batches"] == 3
     assert degraded["data"]["spool_oldest_pending_age_s"] == 12.5
+    assert drained["data"] == {
+        "batches": 3, "records": 120, "complete": True, "spool_pending_batches": 0
+    }
     assert stopping["data"] == {"processed": 1234, "abandoned_in_flight": 0}
     assert all(r["instance_id"] == "host-a-1" for r in records)
     assert writer.committable() == {(CONTROL_TOPIC, 0): seqs[-1] + 1}  # the committer skips it

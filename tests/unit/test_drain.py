@@ -17,6 +17,7 @@ from netscope.observability.events import (
     AuditWriteFailed,
     EventBus,
     SpoolBatchUploaded,
+    SpoolDrainPassed,
     WriteResult,
 )
 
@@ -218,6 +219,29 @@ async def test_uploaded_event_describes_the_batch(tmp_path: Path) -> None:
         ("k0", 3, 3, WriteResult.CREATED, 12.5),
         ("k1", 0, 2, WriteResult.ALREADY_PRESENT, 12.5),
     ]
+
+
+async def test_each_pass_that_moved_the_backlog_says_how_much_and_what_is_left(
+    tmp_path: Path,
+) -> None:
+    """The incident report plots the backlog's drain from these (control record
+    ``spool_drained``): a pass cut by a failure says so and what it left behind."""
+
+    class FailsThird(FlakyStore):
+        async def upload(self, entry: SpoolEntry) -> WriteResult:
+            self.failures = 1 if len(self.calls) == 2 else 0
+            return await super().upload(entry)
+
+    spool = open_spool(tmp_path)
+    for i in range(4):
+        spool.append(f"k{i}", b"x", {"records": 10 + i})
+    rec = Recorder()
+    drainer = SpoolDrainer(spool, FailsThird().upload, events=rec.bus)
+    assert await drainer.drain_once() == 2
+    assert await drainer.drain_once() == 2
+    assert await drainer.drain_once() == 0  # nothing moved: nothing said
+    assert [(e.batches, e.records, e.complete, e.pending_batches_after)
+            for e in rec.of(SpoolDrainPassed)] == [(2, 21, False, 2), (2, 25, True, 0)]  # fmt: skip
 
 
 async def test_broken_event_listener_does_not_stop_draining(tmp_path: Path) -> None:

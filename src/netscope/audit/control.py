@@ -2,7 +2,8 @@
 
 A listener of the event bus, like metrics and logs: breaker transitions (with the reason and
 the counts that triggered them, forced states and resets with who did it), throttle changes
-(who), degraded mode entered or left (with the spool backlog then), and an instance's start
+(who), degraded mode entered or left (with the spool backlog then), each drain pass that
+moved the spool's backlog to the store, and an instance's start
 (with its configuration digest) and stop. Each becomes a ``ControlRecord`` the audit writer
 makes durable like a call record (docs/audit-format.md, "Control records").
 """
@@ -25,6 +26,7 @@ from netscope.observability.events import (
     IngestRateChanged,
     InstanceStarted,
     InstanceStopping,
+    SpoolDrainPassed,
 )
 from netscope.status import SpoolStatus
 
@@ -101,6 +103,15 @@ class ControlAudit:
         }
         self._write(ControlEvent.DEGRADED_MODE, ev.created, data)
 
+    def _drained(self, ev: SpoolDrainPassed) -> None:
+        data = {
+            "batches": ev.batches,
+            "records": ev.records,
+            "complete": ev.complete,
+            "spool_pending_batches": ev.pending_batches_after,
+        }
+        self._write(ControlEvent.SPOOL_DRAINED, ev.created, data)
+
     def _started(self, ev: InstanceStarted) -> None:
         data = {"config_digest": ev.config_digest, "version": ev.version, **ev.detail}
         self._write(ControlEvent.INSTANCE_STARTED, ev.created, data,
@@ -115,6 +126,7 @@ class ControlAudit:
         BreakerTransitioned: _breaker,
         IngestRateChanged: _throttle,
         DegradedModeChanged: _degraded,
+        SpoolDrainPassed: _drained,
         InstanceStarted: _started,
         InstanceStopping: _stopping,
     }

@@ -11,7 +11,8 @@ and an entry uploaded just before a crash is uploaded again after restart becaus
 had not been written yet.
 
 Instrumentation is typed events on the bus (``SpoolBatchUploaded`` after each upload,
-``AuditWriteFailed`` with ``draining=True`` for each failure), so this module knows nothing
+``SpoolDrainPassed`` after a pass that moved something, ``AuditWriteFailed`` with
+``draining=True`` for each failure), so this module knows nothing
 about Prometheus or logging, and a long store outage keeps counting as write errors.
 """
 
@@ -29,6 +30,7 @@ from netscope.observability.events import (
     AuditWriteFailed,
     EventBus,
     SpoolBatchUploaded,
+    SpoolDrainPassed,
     WriteResult,
 )
 
@@ -68,6 +70,7 @@ class SpoolDrainer:
         self._idle_poll_s = idle_poll_s
         self._wake = asyncio.Event()
         self.drained_total = 0
+        self.drained_records_total = 0
         self.failures_total = 0
         self.consecutive_failures = 0
         self.last_error: BaseException | None = None
@@ -89,6 +92,26 @@ class SpoolDrainer:
     async def drain_once(self) -> int:
         """Upload what can be uploaded, oldest first; stop at the first failure.
         Returns how many entries were uploaded and acked in this pass."""
+        records_before, failures_before = self.drained_records_total, self.failures_total
+        count = await self._pass()
+        if count:
+            # One event per pass that moved something: the backlog's drain, as the incident
+            # report plots it (degraded mode left, then the spool emptied).
+            try:
+                left = (await asyncio.to_thread(self._spool.stats)).pending_entries
+            except Exception:
+                left = None
+            self._publish(
+                SpoolDrainPassed(
+                    batches=count,
+                    records=self.drained_records_total - records_before,
+                    complete=self.failures_total == failures_before,
+                    pending_batches_after=left,
+                )
+            )
+        return count
+
+    async def _pass(self) -> int:
         it = self._spool.iter_pending()
         count = 0
         reading = False
@@ -131,6 +154,7 @@ class SpoolDrainer:
             self._failed(AuditTarget.SPOOL, exc)
             return False
         self.drained_total += 1
+        self.drained_records_total += int(entry.meta.get("records", 0))
         self.consecutive_failures = 0
         self._publish(
             SpoolBatchUploaded(
@@ -170,7 +194,7 @@ class SpoolDrainer:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._idle_poll_s)
 
-    def _publish(self, event: SpoolBatchUploaded | AuditWriteFailed) -> None:
+    def _publish(self, event: SpoolBatchUploaded | SpoolDrainPassed | AuditWriteFailed) -> None:
         # The bus shields publishers from listener errors: a broken metric cannot stop a drain.
         if self._events is not None:
             self._events.publish(event)

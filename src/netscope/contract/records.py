@@ -113,6 +113,7 @@ class ControlEvent(StrEnum):
     BREAKER_TRANSITION = "breaker_transition"  # including forced states and resets
     THROTTLE_CHANGED = "throttle_changed"
     DEGRADED_MODE = "degraded_mode"  # entered or left, with the spool backlog then
+    SPOOL_DRAINED = "spool_drained"  # a drain pass moved spooled batches to the store
 
 
 @dataclass(slots=True)

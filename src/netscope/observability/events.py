@@ -108,6 +108,18 @@ class SpoolBatchUploaded:
 
 
 @dataclass(slots=True, frozen=True)
+class SpoolDrainPassed:
+    """A drain pass moved spooled batches to the store (the audit control record
+    ``spool_drained``: how the backlog of a degraded period went out)."""
+
+    batches: int
+    records: int
+    complete: bool  # the pass reached the end of the spool (False: stopped at a failure)
+    pending_batches_after: int | None  # None when the spool could not be read
+    created: float = field(default_factory=time.time)
+
+
+@dataclass(slots=True, frozen=True)
 class AuditWriteFailed:
     """One write to the store or the spool failed (it is retried: nothing is dropped)."""
 

@@ -287,5 +287,31 @@ def settings_toml(settings: Settings, *, api_port: int = 0) -> str:
         f"drain_max_backoff_s = {spool.drain_max_backoff_s}",
     ]
     for name, up in settings.upstreams.items():
-        lines += [f"[upstreams.{name}]", f'base_url = "{up.base_url}"']
+        lines += [
+            f"[upstreams.{name}]", f'base_url = "{up.base_url}"',
+            f"connect_timeout_s = {up.connect_timeout_s}",
+            f"read_timeout_s = {up.read_timeout_s}", f"deadline_s = {up.deadline_s}",
+        ]  # fmt: skip
     return "\n".join(lines) + "\n"
+
+
+async def run_report(
+    settings: Settings, out_dir: Path, from_s: float, to_s: float, *extra: str
+) -> tuple[dict[str, Any], Path]:
+    """`netscope report` over ``[from_s, to_s)`` as an operator runs it (a TOML file, the S3
+    secret in the environment), in a thread beside the test's loop; its JSON data and the
+    journal's path."""
+    from typer.testing import CliRunner
+
+    from netscope.cli import app
+
+    config = out_dir / "report.toml"
+    config.write_text(settings_toml(settings))
+    out = out_dir / "report.html"
+    secret = settings.audit.s3.secret_access_key
+    env = {"NETSCOPE_AUDIT__S3__SECRET_ACCESS_KEY": secret.get_secret_value() if secret else ""}
+    args = ["report", "-c", str(config), "--from", str(int(from_s * 1000)),
+            "--to", str(int(to_s * 1000) + 1), "-o", str(out), *extra]  # fmt: skip
+    result = await asyncio.to_thread(CliRunner().invoke, app, args, env=env)
+    assert result.exit_code == 0, result.output
+    return orjson.loads((out_dir / "report.html.json").read_bytes()), out

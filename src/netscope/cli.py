@@ -24,6 +24,7 @@ import typer
 from netscope.config import ConfigError, Settings, load_settings
 from netscope.devservices.cli import app as dev_app
 from netscope.forensics.cli import app as audit_app
+from netscope.forensics.cli import report
 from netscope.ledger.cli import app as ledger_app
 from netscope.replay.cli import replay_command
 from netscope.runtime import run_loop
@@ -44,6 +45,7 @@ app.command("replay", help="Replay a Kafka time window through the live path (ru
 )
 app.add_typer(ledger_app, name="ledger")
 app.add_typer(audit_app, name="audit")
+app.command("report", help="The post-incident journal from the audit (runbook §7, §9).")(report)
 app.command("loadgen", help="Produce call-request traffic to a Kafka topic.")(loadgen_command)
 app.command("upstream-sim", help="Run an HTTP upstream with fault knobs.")(upstream_sim_command)
 admin_app = typer.Typer(help="Operate a running NetScope (needs NETSCOPE_API__ADMIN_TOKEN).")

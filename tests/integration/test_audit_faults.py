@@ -50,6 +50,7 @@ from tests.harness import (
     metric,
     metric_sum,
     read_audit,
+    run_report,
     running,
     settings_for,
     settings_toml,
@@ -263,6 +264,7 @@ async def test_rgw_killed_60s_under_load_every_message_audited_once(
     topic = await new_topic(tansu_broker, "kill")
     settings = fault_settings(tansu_broker, topic, rgw_faults, rgw_bucket, sim, tmp_path)
     service = Service(settings)
+    started_wall = time.time()
     async with running(service):
         degraded = GaugeWatch(lambda: metric(service, "netscope_audit_degraded"))
         load = Load(tansu_broker.bootstrap, topic).start()
@@ -273,7 +275,7 @@ async def test_rgw_killed_60s_under_load_every_message_audited_once(
         )
 
         rgw_faults.kill_rgw()
-        killed_at = time.monotonic()
+        killed_at, killed_wall = time.monotonic(), time.time()
         await wait_for(
             lambda: (
                 service.pipeline.writer.degraded
@@ -288,6 +290,7 @@ async def test_rgw_killed_60s_under_load_every_message_audited_once(
         assert committed_total(service) > committed_early, (
             "offsets kept being committed on the strength of the spool during the outage"
         )
+        restarted_wall = time.time()
         rgw_faults.start_rgw()
 
         ends = await heal_and_settle(service, load, topic)
@@ -302,6 +305,29 @@ async def test_rgw_killed_60s_under_load_every_message_audited_once(
     assert degraded_values[-2:] == [1.0, 0.0] and 1.0 in degraded_values, degraded_values
     assert write_errors > 0
     assert drained > 0
+
+    # The journal of this incident (runbook INC-02, sections 7 and 9), read back from RGW:
+    # the degraded period where RGW was down, the backlog drained after, nothing lost.
+    data, _ = await run_report(settings, tmp_path, started_wall - 1, time.time() + 1,
+                               "--incident", "INC-02", "--bin-s", "5")  # fmt: skip
+    (period,) = data["degraded_periods"]
+    assert killed_wall <= period["start_at"] <= killed_wall + 20, (period, killed_wall)
+    assert restarted_wall <= period["end_at"] <= time.time(), (period, restarted_wall)
+    assert not period["ongoing"] and period["drained_records"] > 0
+    assert period["backlog_empty_at"] is not None, period
+    backlog = [p["pending_batches"] for p in data["backlog"]]
+    assert max(backlog) > 0 and backlog[-1] == 0, data["backlog"]
+    assert {v["check"]: v["status"] for v in data["validation"]} == {
+        "RGW writes resumed": "pass", "audit backlog purged": "pass", "no event lost": "pass",
+    }, data["validation"]  # fmt: skip
+    assert data["totals"]["calls"] == n
+    parts = data["partitions"]
+    assert sum(p["records"] for p in parts) == n
+    assert all(p["missing_offsets"] == 0 and p["duplicate_records"] == 0 for p in parts), parts
+    i2 = next(i for i in data["invariants"] if i["id"] == "I2")
+    assert i2["status"] == "touched", i2  # degraded, and nothing lost
+    degraded_bins = set(data["detected"]["abnormal_bins"])
+    assert degraded_bins and data["detected"]["start"] in degraded_bins
 
 
 # --- 2. RGW frozen (SIGSTOP) for 20 s ---------------------------------------------------------

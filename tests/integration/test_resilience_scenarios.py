@@ -38,6 +38,7 @@ from tests.harness import (
     metric,
     produce,
     read_audit,
+    run_report,
     settings_for,
     terminal_counts,
     wait_for,
@@ -150,6 +151,12 @@ def p99(values: list[float]) -> float:
     return ordered[max(0, math.ceil(0.99 * len(ordered)) - 1)]
 
 
+def parse_iso(text: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
 def arrivals_in(sim: UpstreamSim, start: float, end: float) -> int:
     return sum(1 for t in sim.stats.arrivals() if start <= t < end)
 
@@ -203,6 +210,7 @@ async def test_inc01_latency_past_read_timeout_then_recovery(
         pipeline={"ingest_rate_per_s": 20},
     )
     started = time.monotonic()
+    started_wall = time.time()
     read_timeouts_at_close: list[float] = []
     async with running(settings) as r:
         r.pipeline.events.subscribe(
@@ -219,12 +227,14 @@ async def test_inc01_latency_past_read_timeout_then_recovery(
         assert r.metric("netscope_timeouts_total", upstream=UP, kind="read") == 0
 
         sim.config.latency_ms = 500  # the incident: upstream slower than read_timeout_s
+        incident_wall = time.time()
         incident = await send(tansu_broker, topic_t, 40)
         await r.wait_done(incident)
         assert r.metric("netscope_timeouts_total", upstream=UP, kind="read") > 0
         assert any(t.to_state == "open" for t in r.transitions()), "breaker opened"
 
         sim.config.latency_ms = 5  # recovery
+        recovery_wall = time.time()
         recovery = await send(tansu_broker, topic_t, 60)
         await r.wait_done(recovery)
         await wait_for(
@@ -264,6 +274,40 @@ async def test_inc01_latency_past_read_timeout_then_recovery(
     assert len(last) == 20
     # p99 back to baseline: far below the 0.2 s every incident call needed at least
     assert p99(last) <= max(5 * p99(base_lat), p99(base_lat) + 0.15), (p99(last), p99(base_lat))
+
+    # The journal of this incident, from RGW (runbook sections 7 and 9), in 1 s bins: the
+    # timeout spike and the breaker's moves at the right seconds, and back to normal.
+    data, _ = await run_report(settings, tmp_path, started_wall - 2, time.time() + 1,
+                               "--incident", "INC-01", "--bin-s", "1")  # fmt: skip
+    bins = [parse_iso(b) for b in data["series"]["bins"]]
+    spikes = [t for t, n in zip(bins, data["series"]["timeouts"]["timeout_read"], strict=True)
+              if n]  # fmt: skip
+    audited = sum(1 for rec in records for a in rec["attempts"]
+                  if a["error_class"] == "timeout_read")  # fmt: skip
+    assert sum(data["series"]["timeouts"]["timeout_read"]) == audited > 0
+    # Read timeouts only for attempts started while the upstream was slow (1 s bins).
+    assert incident_wall - 1 <= min(spikes) and max(spikes) <= recovery_wall, (
+        spikes, incident_wall, recovery_wall)  # fmt: skip
+    moves = [(e["data"]["from"], e["data"]["to"], e["at_s"]) for e in data["control_events"]
+             if e["event"] == "breaker_transition"]  # fmt: skip
+    assert [(f, t) for f, t, _ in moves] == seq, "the report has the breaker's every move"
+    assert incident_wall <= moves[0][2] <= recovery_wall, (moves, incident_wall)
+    assert moves[-1][:2] == ("half_open", "closed") and moves[-1][2] >= recovery_wall
+    assert data["breakers"][-1]["state"] == "closed"
+    det = data["detected"]
+    assert incident_wall - 1 <= parse_iso(det["start"]) <= moves[0][2], det
+    assert parse_iso(det["end"]) >= moves[0][2], det
+    assert {v["check"]: v["status"] for v in data["validation"]} == {
+        "p95/p99 back down": "pass",
+        "timeouts back to their base level": "pass",
+        "circuit back to closed": "pass",
+    }, data["validation"]
+    i1 = next(i for i in data["invariants"] if i["id"] == "I1")
+    assert i1["status"] == "touched", i1  # timeouts, each within its deadline
+    assert data["totals"]["calls"] == requests
+    assert data["impact"][UP]["timeouts"] == sum(
+        1 for i in incident if by_id[i]["outcome"] in ("timeout_read", "deadline_exceeded")
+    )
 
 
 # -- INC-03: breaker open for a while --------------------------------------------------------

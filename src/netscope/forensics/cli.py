@@ -5,6 +5,7 @@
     netscope audit timeline -c FILE --from ... --to ... [--trace-id ID | --request-id ID |
         --idempotency-key K] [--upstream U] [--outcome O] [--json | --jsonl] [--limit N]
     netscope audit errors -c FILE --from ... --to ... [--json]
+    netscope report -c FILE --from ... --to ... [--incident INC-01] -o FILE [--format md]
 
 Exit codes: 0 listed (an empty period says so), 1 the store cannot be read, 2 bad arguments
 or configuration.
@@ -222,7 +223,7 @@ def errors(
 ) -> None:
     """What went wrong in a period: calls by upstream x outcome x status / error class (with
     first and last occurrence), retries, timeouts by kind, the requests with most attempts."""
-    from netscope.forensics.errors import breakdown
+    from netscope.forensics.errors import Breakdown
     from netscope.forensics.reader import read_period
 
     try:
@@ -235,8 +236,8 @@ def errors(
     store = AuditStore.from_config(settings.audit)
     unreadable: list[str] = []
 
-    async def collect() -> list[dict[str, Any]]:
-        out = []
+    async def collect() -> Breakdown:
+        folded = Breakdown()  # record by record: memory does not grow with the period
         with Progress(console=console, transient=True) as progress:
             task = progress.add_task("reading audit objects", total=None)
             async for record in read_period(
@@ -245,11 +246,14 @@ def errors(
                 on_object=lambda: progress.advance(task),
                 unreadable=unreadable,
             ):  # fmt: skip
-                out.append(record)
-        return out
+                if record.get("record_type") != "control" and (
+                    from_ms <= record["kafka"]["timestamp_ms"] < to_ms
+                ):
+                    folded.add(record)
+        return folded
 
     try:
-        result = breakdown(asyncio.run(collect()), from_ms, to_ms).to_dict()
+        result = asyncio.run(collect()).to_dict()
     except Exception as exc:  # obstore raises its own error types per backend
         typer.echo(f"netscope audit: cannot read {store.description}: {exc}", err=True)
         raise typer.Exit(EXIT_FAILED) from None
@@ -286,3 +290,65 @@ def _errors_table(result: dict[str, Any]) -> Table:
         table.add_row(g["upstream"], g["outcome"], g["cause"], str(g["count"]),
                       hhmmss(g["first_at"]), hhmmss(g["last_at"]))  # fmt: skip
     return table
+
+
+def report(
+    from_: FromOpt,
+    to: ToOpt,
+    output: Annotated[Path, typer.Option("--output", "-o", help="The journal's file.")],
+    config: ConfigOpt = None,
+    incident: Annotated[
+        str | None, typer.Option(help="The incident's ID, e.g. INC-01 (runbook section 6).")
+    ] = None,
+    fmt: Annotated[str, typer.Option("--format", help="html (one file) or md.")] = "html",
+    bin_s: Annotated[
+        int | None,
+        typer.Option(help="Plot and detection bin, seconds (default 60; 3600 past 2 days)."),
+    ] = None,
+) -> None:
+    """The post-incident journal (runbook section 9), pre-filled from the audit: start/end,
+    impact, invariants touched with evidence, control events, plots; its data as JSON beside."""
+    from netscope.forensics import report as report_mod
+
+    try:
+        settings = load_settings(config)
+        from_ms, to_ms = _window(from_, to)
+        if fmt not in ("html", "md"):
+            raise ValueError(f"--format must be html or md, not {fmt!r}")
+        if bin_s is not None and not 1 <= bin_s <= 86400:
+            raise ValueError("--bin-s must be between 1 and 86400 seconds")
+        if bin_s is not None and (to_ms - from_ms) / 1000 / bin_s > 20_000:
+            raise ValueError("--bin-s: more than 20,000 bins in this window; use a larger bin")
+        if not output.parent.is_dir():
+            raise ValueError(f"--output: no directory {output.parent}")
+    except (ConfigError, ValueError) as exc:
+        typer.echo(f"netscope report: {exc}", err=True)
+        raise typer.Exit(EXIT_CONFIG) from None
+    console = Console(stderr=True)
+    store = AuditStore.from_config(settings.audit)
+    deadlines = {name: up.deadline_s for name, up in settings.upstreams.items()}
+
+    async def collect() -> dict[str, Any]:
+        with Progress(console=console, transient=True) as progress:
+            task = progress.add_task("reading audit objects", total=None)
+            return await report_mod.build(
+                store, settings.audit.prefix, from_ms, to_ms, deadlines_s=deadlines,
+                incident=incident, bin_s=bin_s, on_listed=lambda n: progress.update(task, total=n),
+                on_object=lambda: progress.advance(task),
+            )  # fmt: skip
+
+    try:
+        data = asyncio.run(collect())
+    except Exception as exc:  # obstore raises its own error types per backend
+        typer.echo(f"netscope report: cannot read {store.description}: {exc}", err=True)
+        raise typer.Exit(EXIT_FAILED) from None
+    for problem in data["objects"]["unreadable"]:
+        console.print(f"[yellow]skipped unreadable object {problem}[/]")
+    if not data["totals"]["calls"] and not data["control_events"]:
+        console.print("no audit record in this period (--from/--to are event time, UTC)")
+    written = report_mod.write(data, output, fmt)
+    det = data["detected"]
+    console.print(f"{data['totals']['calls']} calls; incident detected "
+                  + (f"{det['start']} to {det['end']}" if det["start"] else "nowhere"))  # fmt: skip
+    for path in written:
+        typer.echo(str(path))

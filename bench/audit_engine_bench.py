@@ -770,9 +770,58 @@ def run_obstore_duckdb(spec: dict[str, Any]) -> tuple[int, str]:
     return run_duckdb(spec)
 
 
+def run_netscope(spec: dict[str, Any]) -> tuple[int, str]:
+    """What NetScope ships: `netscope audit timeline` (forensics/reader.py + timeline.py) and
+    `netscope report` (report.build: the streaming fold, then the journal and its five plots
+    written to a file), over the whole period or the --from/--to window."""
+    import tempfile
+
+    from netscope.audit.store import AuditStore
+    from netscope.config import AuditConfig
+    from netscope.forensics import report
+    from netscope.forensics.reader import read_period
+    from netscope.forensics.timeline import Filters, build
+
+    if spec["source"] == "rgw":
+        s3 = spec["s3"]
+        cfg = AuditConfig(backend="s3", prefix=PREFIX, s3={
+            "endpoint": s3["endpoint"], "bucket": s3["bucket"], "region": s3["region"],
+            "access_key_id": s3["access_key"], "secret_access_key": s3["secret_key"]})
+    else:
+        cfg = AuditConfig(backend="local", prefix=PREFIX, local={"path": spec["root"]})
+    store = AuditStore.from_config(cfg)
+    whole = (_parse_time("2024-05-01T00:00:00"), _parse_time("2024-05-02T00:00:00"))
+    job = spec["job"]
+    if job == "timeline-hour":
+        hour = datetime.strptime(spec["trace_hour"], "%Y-%m-%d/%H").replace(tzinfo=UTC)
+        start = int(hour.timestamp() * 1000)
+        window = (start, start + 3_600_000)
+    elif job == "timeline-window":
+        window = tuple(spec["window_ms"])
+    else:
+        window = whole
+    if job.startswith("timeline"):
+        filters = Filters(trace_id=spec["trace_id"])
+
+        async def collect() -> list[dict[str, Any]]:
+            return [r async for r in read_period(store, PREFIX, *window,
+                                                 needles=filters.needles())]
+
+        rows = [r for r in build(asyncio.run(collect()), filters, *window) if r.kind == "call"]
+        return len(rows), " ".join(sorted(
+            _position(r.detail["kafka"].split("/")[1], r.detail["kafka"].split("/")[2],
+                      None if r.run == "live" else r.run) for r in rows))
+    data = asyncio.run(report.build(store, PREFIX, *window, deadlines_s={}))
+    with tempfile.TemporaryDirectory() as tmp:
+        report.write(data, Path(tmp) / "report.html", "html")
+    return data["totals"]["calls"], f"{data['totals']['calls']} calls"
+
+
 ENGINES = {"duckdb": run_duckdb, "polars": run_polars, "python": run_python,
-           "obs+duckdb": run_obstore_duckdb}
-IMPORTS = {"duckdb": "duckdb", "polars": "polars", "python": "obstore", "obs+duckdb": "duckdb"}
+           "obs+duckdb": run_obstore_duckdb, "netscope": run_netscope}
+IMPORTS = {"duckdb": "duckdb", "polars": "polars", "python": "obstore", "obs+duckdb": "duckdb",
+           "netscope": "netscope.forensics.report"}
+NETSCOPE_JOBS = ("timeline", "timeline-hour", "timeline-window", "report")
 
 
 def worker(spec: dict[str, Any]) -> None:
@@ -858,10 +907,16 @@ def print_table(results: list[dict[str, Any]], manifest: dict[str, Any]) -> None
         if "error" in r:
             print(f"{r['source']:<6} {r['job']:<16} {r['engine']:<10} FAILED {r['error']}")
             continue
-        ok = "yes" if r["check"] == manifest["truth"][r["job"]] else "NO"
+        ok = "yes" if r["check"] == _truth(manifest, r) else "NO"
         print(f"{r['source']:<6} {r['job']:<16} {r['engine']:<10} {r['query_s']:>8.2f} "
               f"{r['process_s']:>9.2f} {r['cpu_s']:>7.2f} {r['rss_mib']:>8.0f}  {ok:<3} "
               f"{r['rows']:>4}  {r['check'][:60]}")
+
+
+def _truth(manifest: dict[str, Any], r: dict[str, Any]) -> str:
+    if r["engine"] == "netscope" and r["job"] == "report":  # the report's own answer
+        return f"{manifest['live_records']} calls"
+    return manifest["truth"][r["job"]]
 
 
 def summarise(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -908,7 +963,7 @@ def main() -> None:
     ap.add_argument("--batch-records", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--work", type=Path, default=Path("/tmp/netscope-audit-bench"))
-    ap.add_argument("--engines", default="duckdb,polars,python,obs+duckdb")
+    ap.add_argument("--engines", default="duckdb,polars,python,obs+duckdb,netscope")
     ap.add_argument("--jobs", default="timeline,timeline-1q,timeline-hour,timeline-window,"
                                       "errors,minute,latency,report")
     ap.add_argument("--rgw", action="store_true", help="also read from a local RGW")
@@ -970,6 +1025,8 @@ def main() -> None:
                             continue  # its timeline is one pass already
                         if engine == "obs+duckdb" and source == "local":
                             continue  # that is plain duckdb
+                        if engine == "netscope" and job not in NETSCOPE_JOBS:
+                            continue
                         threads = args.duckdb_s3_threads if source == "rgw" else os.cpu_count()
                         spec = {**base, "engine": engine, "source": source, "job": job,
                                 "duckdb_threads": threads, "cache_dir": str(args.work / "cache")}

@@ -43,6 +43,19 @@ def _times(isos: list[str]) -> list[datetime]:
     return [datetime.fromisoformat(t.replace("Z", "+00:00")) for t in isos]
 
 
+def _edges(data: dict[str, Any]) -> list[datetime]:
+    """Each bin's start, then the last bin's end: a step drawn "post" covers every bin,
+    the last one included (``_held`` repeats the last value for that edge)."""
+    t = _times(data["series"]["bins"])
+    if t:
+        t.append(datetime.fromtimestamp(t[-1].timestamp() + data["window"]["bin_s"], UTC))
+    return t
+
+
+def _held(values: list[Any]) -> list[Any]:
+    return [*values, values[-1]] if values else values
+
+
 def _svg(fig: Any) -> str:
     out = io.StringIO()
     # No RDF block: its defaults name purl.org, creativecommons.org and matplotlib.org.
@@ -71,18 +84,23 @@ def _shade(ax: Any, data: dict[str, Any]) -> None:
         ax.axvspan(start, end, color="#90a4ae", alpha=0.3, lw=0, label="_degraded")
 
 
-def _finish(fig: Any, axes: list[Any], title: str) -> str:
+def _finish(fig: Any, axes: list[Any], title: str, data: dict[str, Any]) -> str:
     import matplotlib.dates as mdates
 
     axes[0].set_title(title, loc="left", fontsize=10)
-    axes[-1].xaxis.set_major_formatter(mdates.DateFormatter("%H:%M", tz="UTC"))
+    t = _edges(data) or _times([data["window"]["from"], data["window"]["to"]])
+    start, end = _times([data["window"]["from"], data["window"]["to"]])
+    axes[-1].set_xlim(min(start, t[0]), max(end, t[-1]))  # every plot on the same axis
+    short = (end - start).total_seconds() < 600  # minutes alone would repeat one label
+    fmt = "%H:%M:%S" if short else "%H:%M" if (end - start).days < 2 else "%m-%d %H:%M"
+    axes[-1].xaxis.set_major_formatter(mdates.DateFormatter(fmt, tz="UTC"))
     axes[-1].set_xlabel("UTC")
     return _svg(fig)
 
 
 def outcomes_per_bin(data: dict[str, Any]) -> str:
     series = data["series"]
-    t = _times(series["bins"])
+    t = _edges(data)
     # Invalid messages have no upstream: the DLQ count is in the impact table, not here.
     ups = [up for up in series["outcomes"] if up != "(invalid)"] or ["(no call)"]
     fig, axes = _figure(len(ups), 2.0)
@@ -94,45 +112,49 @@ def outcomes_per_bin(data: dict[str, Any]) -> str:
             # One stacked polygon per outcome, not a bar per bin: the SVG stays small (a day
             # of minutes would be thousands of rectangles).
             colours = [OUTCOME_COLOURS.get(o, "#9e9e9e") for o in by_outcome]
-            ax.stackplot(t, list(by_outcome.values()), labels=list(by_outcome), step="post",
+            ax.stackplot(t, [_held(v) for v in by_outcome.values()], labels=list(by_outcome),
+                         step="post",
                          colors=colours)  # fmt: skip
         _shade(ax, data)
         ax.set_ylabel(f"{up}\ncalls / bin")
         if by_outcome:
             ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    return _finish(fig, axes, "Outcomes per bin, per upstream")
+    return _finish(fig, axes, "Outcomes per bin, per upstream", data)
 
 
 def latency(data: dict[str, Any]) -> str:
     series = data["series"]
-    t = _times(series["bins"])
+    t = _edges(data)
     ups = list(series["latency_s"]) or ["(no call)"]
     fig, axes = _figure(len(ups), 1.8)
     styles = {"p50": ("#90caf9", ":"), "p95": ("#1e88e5", "--"), "p99": ("#0d47a1", "-")}
     for ax, up in zip(axes, ups, strict=True):
         for q, values in series["latency_s"].get(up, {}).items():
             colour, style = styles[q]
-            ax.plot(t, [v if v is not None else float("nan") for v in values], style,
+            ax.plot(t, [v if v is not None else float("nan") for v in _held(values)], style,
                     color=colour, label=q, drawstyle="steps-post", lw=1.2)  # fmt: skip
         _shade(ax, data)
         ax.set_yscale("log")
         ax.set_ylabel(f"{up}\nseconds (log)")
         if up in series["latency_s"]:
             ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    return _finish(fig, axes, "Latency p50 / p95 / p99 per bin (calls that reached the upstream)")
+    title = "Latency p50 / p95 / p99 per bin (calls that reached the upstream)"
+    return _finish(fig, axes, title, data)
 
 
 def timeouts(data: dict[str, Any]) -> str:
     series = data["series"]
-    t = _times(series["bins"])
+    t = _edges(data)
     fig, axes = _figure(1, 2.4)
     ax = axes[0]
     for kind, counts in series["timeouts"].items():
-        ax.plot(t, counts, label=kind, color=OUTCOME_COLOURS.get(kind), drawstyle="steps-post")
+        ax.plot(t, _held(counts), label=kind, color=OUTCOME_COLOURS.get(kind),
+                drawstyle="steps-post")
     _shade(ax, data)
     ax.set_ylabel("attempts / bin")
+    ax.set_ylim(bottom=0)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    return _finish(fig, axes, "Timeouts by kind (every attempt)")
+    return _finish(fig, axes, "Timeouts by kind (every attempt)", data)
 
 
 def breakers(data: dict[str, Any]) -> str:
@@ -149,8 +171,6 @@ def breakers(data: dict[str, Any]) -> str:
                    datetime.fromtimestamp(iv["end_at"], UTC)]  # fmt: skip
             ys += [STATE_LEVEL.get(iv["state"], 0)] * 2
         ax.plot(xs, ys, label=name, lw=2)
-    start, end = _times([data["window"]["from"], data["window"]["to"]])
-    ax.set_xlim(start, end)
     _shade(ax, data)
     ax.set_yticks([0, 1, 2], ["closed", "half_open", "open"])
     ax.set_ylim(-0.3, 2.3)
@@ -159,7 +179,7 @@ def breakers(data: dict[str, Any]) -> str:
     else:
         ax.text(0.5, 0.5, "no breaker transition in this period", transform=ax.transAxes,
                 ha="center", va="center")  # fmt: skip
-    return _finish(fig, axes, "Circuit breaker state")
+    return _finish(fig, axes, "Circuit breaker state", data)
 
 
 def backlog(data: dict[str, Any]) -> str:
@@ -172,8 +192,6 @@ def backlog(data: dict[str, Any]) -> str:
         xs = [datetime.fromtimestamp(p["at_s"], UTC) for p in points]
         ax.plot(xs, [p["pending_batches"] for p in points], "o-", label=instance or "instance",
                 drawstyle="steps-post")  # fmt: skip
-    start, end = _times([data["window"]["from"], data["window"]["to"]])
-    ax.set_xlim(start, end)
     _shade(ax, data)
     ax.set_ylabel("spooled batches")
     if by_instance:
@@ -181,7 +199,7 @@ def backlog(data: dict[str, Any]) -> str:
     else:
         ax.text(0.5, 0.5, "no degraded period: the store took every batch",
                 transform=ax.transAxes, ha="center", va="center")  # fmt: skip
-    return _finish(fig, axes, "Audit backlog in the local spool (grey: degraded mode)")
+    return _finish(fig, axes, "Audit backlog in the local spool (grey: degraded mode)", data)
 
 
 PLOTS = {

@@ -130,3 +130,46 @@ def test_timeline_skips_an_unreadable_object_and_names_it(tmp_path: Path) -> Non
     none = runner.invoke(app, ["audit", "timeline", "-c", str(config), "--request-id", "nope",
                                *window])  # fmt: skip
     assert none.exit_code == 0 and "no matching call" in none.output
+
+
+def test_report_names_an_unreadable_object_and_reads_the_rest(tmp_path: Path) -> None:
+    audit = tmp_path / "audit"
+    settings = Settings(audit={"backend": "local", "local": {"path": audit}})
+    asyncio.run(seed(settings))
+    bad = audit / "audit/dt=2026-05-28/hour=21/topic=calls/partition=1"
+    bad.mkdir(parents=True)
+    (bad / f"{0:020d}.jsonl.gz").write_bytes(b"\x1f\x8b not gzip at all")
+    config = config_file(tmp_path, f'[audit]\nbackend = "local"\n[audit.local]\npath = "{audit}"\n')
+    out = tmp_path / "inc.html"
+    result = runner.invoke(app, ["report", "-c", str(config), "--from", str(T0), "--to",
+                                 str(T0 + 3 * HOUR_MS), "-o", str(out)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    data = orjson.loads((tmp_path / "inc.html.json").read_bytes())
+    (unreadable,) = data["objects"]["unreadable"]
+    assert "partition=1" in unreadable and "skipped unreadable object" in result.output
+    assert data["objects"]["read"] == 8  # 7 good objects and the bad one, counted
+    assert data["totals"]["calls"] == 60  # the seed's replay lines carry no replay_run_id
+    assert "Unreadable objects (skipped)" in out.read_text()
+
+
+def test_report_on_an_empty_period_says_so_and_on_a_dead_store_fails_in_one_line(
+    tmp_path: Path,
+) -> None:
+    audit = tmp_path / "audit"
+    config = config_file(tmp_path, f'[audit]\nbackend = "local"\n[audit.local]\npath = "{audit}"\n')
+    window = ["--from", str(T0), "--to", str(T0 + 1000)]
+    result = runner.invoke(app, ["report", "-c", str(config), *window,
+                                 "-o", str(tmp_path / "empty.html")])  # fmt: skip
+    assert result.exit_code == 0 and "no audit record in this period" in result.output
+    dead = tmp_path / "dead.toml"
+    dead.write_text('[audit]\nbackend = "s3"\n[audit.s3]\nendpoint = "http://127.0.0.1:9"\n'
+                    'bucket = "b"\naccess_key_id = "k"\n'
+                    'secret_access_key = "s3cr3t"\n')  # fmt: skip
+    result = runner.invoke(app, ["report", "-c", str(dead), *window,
+                                 "-o", str(tmp_path / "x.html")])  # fmt: skip
+    assert result.exit_code == 1, result.output
+    assert "netscope report: cannot read s3 http://127.0.0.1:9/b" in result.output
+    assert "Debug source" not in result.output and "s3cr3t" not in result.output
+    result = runner.invoke(app, ["report", "-c", str(config), *window, "--format", "pdf",
+                                 "-o", str(tmp_path / "x.pdf")])  # fmt: skip
+    assert result.exit_code == 2 and "--format must be html or md" in result.output

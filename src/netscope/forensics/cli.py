@@ -45,6 +45,12 @@ ConfigOpt = Annotated[
 ]
 
 
+def _reason(exc: Exception) -> str:
+    """One line: obstore appends its whole debug tree ("Debug source: ...") to the message."""
+    text = str(exc).split("\n\nDebug source:", 1)[0].strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def _window(from_: str, to: str) -> tuple[int, int]:
     from_ms, to_ms = parse_time(from_), parse_time(to)
     if from_ms >= to_ms:
@@ -74,7 +80,7 @@ def ls(
     try:
         hours = asyncio.run(_list(store, settings.audit.prefix, from_ms, to_ms, records, console))
     except Exception as exc:  # obstore raises its own error types per backend
-        typer.echo(f"netscope audit: cannot read {store.description}: {exc}", err=True)
+        typer.echo(f"netscope audit: cannot read {store.description}: {_reason(exc)}", err=True)
         raise typer.Exit(EXIT_FAILED) from None
     if as_json:
         sys.stdout.write(orjson.dumps([h.to_dict() for h in hours]).decode() + "\n")
@@ -180,7 +186,7 @@ def timeline(
     try:
         records = asyncio.run(collect())
     except Exception as exc:  # obstore raises its own error types per backend
-        typer.echo(f"netscope audit: cannot read {store.description}: {exc}", err=True)
+        typer.echo(f"netscope audit: cannot read {store.description}: {_reason(exc)}", err=True)
         raise typer.Exit(EXIT_FAILED) from None
     rows = build(records, filters, from_ms, to_ms)
     for problem in unreadable:
@@ -255,7 +261,7 @@ def errors(
     try:
         result = asyncio.run(collect()).to_dict()
     except Exception as exc:  # obstore raises its own error types per backend
-        typer.echo(f"netscope audit: cannot read {store.description}: {exc}", err=True)
+        typer.echo(f"netscope audit: cannot read {store.description}: {_reason(exc)}", err=True)
         raise typer.Exit(EXIT_FAILED) from None
     for problem in unreadable:
         console.print(f"[yellow]skipped unreadable object {problem}[/]")
@@ -340,7 +346,7 @@ def report(
     try:
         data = asyncio.run(collect())
     except Exception as exc:  # obstore raises its own error types per backend
-        typer.echo(f"netscope report: cannot read {store.description}: {exc}", err=True)
+        typer.echo(f"netscope report: cannot read {store.description}: {_reason(exc)}", err=True)
         raise typer.Exit(EXIT_FAILED) from None
     for problem in data["objects"]["unreadable"]:
         console.print(f"[yellow]skipped unreadable object {problem}[/]")

@@ -6,8 +6,10 @@ Hand-written on obstore + orjson rather than a query engine, by measurement
 the local store and 3.9 s from RGW this way, against DuckDB's 1.7 s / 4.9 s and Polars'
 2.4 s / 3.6 s, at 69 MiB peak RSS against 86-270 MiB, with no extra dependency. A selective
 filter is a substring test on the raw line before any JSON is parsed; only matching lines
-are parsed. (Aggregations over every record, for `audit errors` and the report, are where
-the engines pull ahead: that choice belongs to those commands.)
+are parsed. Aggregations over every record (`audit errors`, `netscope report`) are where the
+engines pull ahead, but the report needs more than aggregates: it folds this stream in plain
+Python too (forensics/incident.py: 15 s over 1,000,000 records, the bench's ``netscope``
+engine).
 """
 
 from __future__ import annotations

@@ -111,14 +111,20 @@ def test_an_empty_period_says_so(tmp_path: Path) -> None:
     assert "no audit object in this period" in result.output
 
 
-def test_timeline_skips_an_unreadable_object_and_names_it(tmp_path: Path) -> None:
+def seeded_with_a_corrupt_object(tmp_path: Path) -> Path:
+    """The three seeded hours on the local store, plus one object that is not gzip at all
+    (partition 1 of 21:00); returns the config file."""
     audit = tmp_path / "audit"
     settings = Settings(audit={"backend": "local", "local": {"path": audit}})
     asyncio.run(seed(settings))
     bad = audit / "audit/dt=2026-05-28/hour=21/topic=calls/partition=1"
     bad.mkdir(parents=True)
     (bad / f"{0:020d}.jsonl.gz").write_bytes(b"\x1f\x8b not gzip at all")
-    config = config_file(tmp_path, f'[audit]\nbackend = "local"\n[audit.local]\npath = "{audit}"\n')
+    return config_file(tmp_path, f'[audit]\nbackend = "local"\n[audit.local]\npath = "{audit}"\n')
+
+
+def test_timeline_skips_an_unreadable_object_and_names_it(tmp_path: Path) -> None:
+    config = seeded_with_a_corrupt_object(tmp_path)
     window = ["--from", str(T0), "--to", str(T0 + 3 * HOUR_MS)]
     result = runner.invoke(
         app, ["audit", "timeline", "-c", str(config), "--outcome", "success", *window, "--jsonl"]
@@ -133,13 +139,7 @@ def test_timeline_skips_an_unreadable_object_and_names_it(tmp_path: Path) -> Non
 
 
 def test_report_names_an_unreadable_object_and_reads_the_rest(tmp_path: Path) -> None:
-    audit = tmp_path / "audit"
-    settings = Settings(audit={"backend": "local", "local": {"path": audit}})
-    asyncio.run(seed(settings))
-    bad = audit / "audit/dt=2026-05-28/hour=21/topic=calls/partition=1"
-    bad.mkdir(parents=True)
-    (bad / f"{0:020d}.jsonl.gz").write_bytes(b"\x1f\x8b not gzip at all")
-    config = config_file(tmp_path, f'[audit]\nbackend = "local"\n[audit.local]\npath = "{audit}"\n')
+    config = seeded_with_a_corrupt_object(tmp_path)
     out = tmp_path / "inc.html"
     result = runner.invoke(app, ["report", "-c", str(config), "--from", str(T0), "--to",
                                  str(T0 + 3 * HOUR_MS), "-o", str(out)])  # fmt: skip

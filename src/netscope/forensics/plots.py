@@ -157,6 +157,19 @@ def timeouts(data: dict[str, Any]) -> str:
     return _finish(fig, axes, "Timeouts by kind (every attempt)", data)
 
 
+def _legend_or_say(
+    fig: Any, ax: Any, data: dict[str, Any], drawn: bool, empty: str, title: str
+) -> str:
+    """The shaded periods, then a legend for what was drawn, or a sentence saying why the
+    plot is empty (an empty frame would look like a rendering failure)."""
+    _shade(ax, data)
+    if drawn:
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    else:
+        ax.text(0.5, 0.5, empty, transform=ax.transAxes, ha="center", va="center")
+    return _finish(fig, [ax], title, data)
+
+
 def breakers(data: dict[str, Any]) -> str:
     fig, axes = _figure(1, 2.4)
     ax = axes[0]
@@ -171,15 +184,10 @@ def breakers(data: dict[str, Any]) -> str:
                    datetime.fromtimestamp(iv["end_at"], UTC)]  # fmt: skip
             ys += [STATE_LEVEL.get(iv["state"], 0)] * 2
         ax.plot(xs, ys, label=name, lw=2)
-    _shade(ax, data)
     ax.set_yticks([0, 1, 2], ["closed", "half_open", "open"])
     ax.set_ylim(-0.3, 2.3)
-    if by_breaker:
-        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    else:
-        ax.text(0.5, 0.5, "no breaker transition in this period", transform=ax.transAxes,
-                ha="center", va="center")  # fmt: skip
-    return _finish(fig, axes, "Circuit breaker state", data)
+    return _legend_or_say(fig, ax, data, bool(by_breaker), "no breaker transition in this period",
+                          "Circuit breaker state")  # fmt: skip
 
 
 def backlog(data: dict[str, Any]) -> str:
@@ -192,14 +200,10 @@ def backlog(data: dict[str, Any]) -> str:
         xs = [datetime.fromtimestamp(p["at_s"], UTC) for p in points]
         ax.plot(xs, [p["pending_batches"] for p in points], "o-", label=instance or "instance",
                 drawstyle="steps-post")  # fmt: skip
-    _shade(ax, data)
     ax.set_ylabel("spooled batches")
-    if by_instance:
-        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    else:
-        ax.text(0.5, 0.5, "no degraded period: the store took every batch",
-                transform=ax.transAxes, ha="center", va="center")  # fmt: skip
-    return _finish(fig, axes, "Audit backlog in the local spool (grey: degraded mode)", data)
+    return _legend_or_say(fig, ax, data, bool(by_instance),
+                          "no degraded period: the store took every batch",
+                          "Audit backlog in the local spool (grey: degraded mode)")  # fmt: skip
 
 
 PLOTS = {

@@ -82,7 +82,8 @@ import of NetScope and the timeline's rows. DuckDB computes the three aggregates
 for I2, breaker intervals and degraded periods from control records, evidence with request
 ids, log-histogram percentiles per bin; keeping it in one Python fold costs about 9 s per
 million records and buys one reader, one dependency fewer, and memory that does not grow
-with the period (10,000,000 records: see the figure below).
+with the period: 10,000,000 records (10,124 objects, 1.3 GiB gzip, local) in 158 s at
+219 MiB peak RSS (target < 1 GiB: met), the same peak as for one million.
 Install the engines with ``.venv/bin/pip install -e '.[bench]'``.
 """
 

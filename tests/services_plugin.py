@@ -1,4 +1,5 @@
-"""pytest fixtures that run real local services (Ceph RGW, tansu, noida, Prometheus, PostgreSQL).
+"""pytest fixtures that run real local services (Ceph RGW, tansu, noida, Prometheus, PostgreSQL,
+Alertmanager).
 
 Why a plugin module: the fixtures are shared by every test package, and keeping them out of
 conftest.py leaves that file for light, suite-wide settings.
@@ -46,6 +47,7 @@ from netscope.devservices import (
     TansuBroker,
     free_port,
 )
+from netscope.devservices.alertmanager import Alertmanager, AlertmanagerConfig
 from netscope.devservices.base import tie_daemons_to_this_process
 
 BROKERS: dict[str, type[KafkaBroker]] = {"tansu": TansuBroker, "noida": NoidaBroker}
@@ -61,6 +63,7 @@ SERVICE_FIXTURES = frozenset(
         "prometheus",
         "postgres",
         "postgres_dsn",
+        "alertmanager",
     }
 )
 
@@ -244,6 +247,23 @@ def prometheus(devservices_root: Path) -> Iterator[Prometheus]:
     )
     try:
         _start(handle, "Prometheus")
+        yield handle
+    finally:
+        handle.down()
+
+
+# --- Alertmanager --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def alertmanager(devservices_root: Path) -> Iterator[Alertmanager]:
+    """Alertmanager (Debian's prometheus-alertmanager); route alerts with `set_webhook`."""
+    _require(Alertmanager.check_binaries, "Alertmanager")
+    handle = Alertmanager(
+        AlertmanagerConfig(data_dir=devservices_root / "alertmanager", port=free_port())
+    )
+    try:
+        _start(handle, "Alertmanager")
         yield handle
     finally:
         handle.down()

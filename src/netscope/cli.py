@@ -2,7 +2,8 @@
 
 netscope demo                 the main job on an embedded default (no infrastructure)
 netscope run -c FILE          the main job against real Kafka and Ceph RGW
-netscope check-config FILE    validate a configuration and exit
+netscope check-config FILE    validate a configuration and exit (--connect: reach each dependency)
+netscope check                runbook §5's health checklist against a running NetScope
 netscope dev up|down|status   local Ceph RGW, Kafka-protocol brokers, Prometheus
 netscope replay --from --to   replay a Kafka time window without duplicate side effects
 netscope ledger ...           the idempotency ledger: status, lookup KEY, purge
@@ -26,6 +27,8 @@ from netscope.devservices.cli import app as dev_app
 from netscope.forensics.cli import app as audit_app
 from netscope.forensics.cli import report
 from netscope.ledger.cli import app as ledger_app
+from netscope.observability.alert_rules_cli import alert_rules_command
+from netscope.ops.command import check_command
 from netscope.replay.cli import replay_command
 from netscope.runtime import run_loop
 from netscope.tools.loadgen import loadgen_command
@@ -43,11 +46,15 @@ app.add_typer(dev_app, name="dev", help="Local real services: Ceph RGW, Kafka br
 app.command("replay", help="Replay a Kafka time window through the live path (runbook §7).")(
     replay_command
 )
+app.command("check", help="Runbook §5 health checklist: exit 0 pass, 1 warn, 2 fail.")(
+    check_command
+)
 app.add_typer(ledger_app, name="ledger")
 app.add_typer(audit_app, name="audit")
 app.command("report", help="The post-incident journal from the audit (runbook §7, §9).")(report)
 app.command("loadgen", help="Produce call-request traffic to a Kafka topic.")(loadgen_command)
 app.command("upstream-sim", help="Run an HTTP upstream with fault knobs.")(upstream_sim_command)
+app.command("alert-rules", help="Write the Prometheus alert rules (§8).")(alert_rules_command)
 admin_app = typer.Typer(help="Operate a running NetScope (needs NETSCOPE_API__ADMIN_TOKEN).")
 app.add_typer(admin_app, name="admin")
 
@@ -66,8 +73,15 @@ def _load(config: Path | None) -> Settings:
 
 
 @app.command("check-config")
-def check_config(config: Annotated[Path, typer.Argument(help="TOML file to validate.")]) -> None:
-    """Validate a configuration (file + environment) and print a summary. Exit 2 if invalid."""
+def check_config(
+    config: Annotated[Path, typer.Argument(help="TOML file to validate.")],
+    connect: Annotated[
+        bool,
+        typer.Option("--connect", help="Also reach every dependency it names (runbook §2)."),
+    ] = False,
+) -> None:
+    """Validate a configuration (file + environment) and print a summary. Exit 2 if invalid,
+    or with --connect if a dependency (broker, RGW, ledger, spool, upstream) fails."""
     settings = _load(config)
     typer.echo(f"ok: {config}")
     typer.echo(
@@ -80,6 +94,10 @@ def check_config(config: Annotated[Path, typer.Argument(help="TOML file to valid
     )
     for name, up in settings.upstreams.items():
         typer.echo(f"  upstream   {name} -> {up.base_url} deadline={up.deadline_s}s")
+    if connect:
+        from netscope.ops.preflight import preflight_command
+
+        raise typer.Exit(preflight_command(settings))
 
 
 @app.command("run")

@@ -168,6 +168,9 @@ class UpstreamConfig(_Strict):
     # "wait" by default: a backlog wider than the bulkhead must slow down, not be rejected.
     on_saturation: Literal["reject", "wait"] = "wait"
     max_saturation_wait_s: NonNegFloat = 1.0
+    # The team's p95 target for this upstream (consume-to-outcome, retries included): what
+    # `netscope check` and section 8's latency alert compare the p95 with. Not enforced.
+    latency_p95_target_s: PositiveFloat = 1.0
     retry: RetryConfig = RetryConfig()
     retry_budget: RetryBudgetConfig = RetryBudgetConfig()
     breaker: BreakerConfig = BreakerConfig()

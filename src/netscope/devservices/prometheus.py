@@ -2,8 +2,9 @@
 
 Why: dashboards and alert rules are only trustworthy if every PromQL expression runs
 against a real Prometheus scraping the real service. The server runs with
-`--web.enable-lifecycle` so tests can point it at new scrape targets and `POST /-/reload`
-instead of restarting it.
+`--web.enable-lifecycle` so tests can point it at new scrape targets, rule files and
+Alertmanagers and `POST /-/reload` instead of restarting it. What was set last is kept: a
+test that sets scrape targets does not drop the rule files another one set.
 """
 
 from __future__ import annotations
@@ -44,6 +45,11 @@ class Prometheus:
 
     config: PrometheusConfig
     _daemon: Daemon = field(init=False, repr=False)
+    # What the config file says; each setter changes one part and rewrites the whole file.
+    _targets: list[str] = field(init=False, default_factory=list)
+    _interval_s: float = field(init=False, default=15)
+    _rule_files: list[str] = field(init=False, default_factory=list)
+    _alertmanagers: list[str] = field(init=False, default_factory=list)
 
     name = "prometheus"
 
@@ -75,7 +81,7 @@ class Prometheus:
         binary = require_binary("prometheus", _INSTALL_HINT)
         self.config_file.parent.mkdir(parents=True, exist_ok=True)
         if not self.config_file.exists():
-            self._write_config([], interval_s=15)
+            self._write_config()
         if not self._daemon.running():
             self._daemon.start(
                 [
@@ -120,8 +126,34 @@ class Prometheus:
 
     def set_scrape_targets(self, targets: list[str], interval_s: float = 1) -> None:
         """Scrape exactly `targets` ("host:port") as job "netscope", then reload."""
-        self._write_config(targets, interval_s=interval_s)
+        self._targets, self._interval_s = list(targets), interval_s
+        self._write_config()
         self._post("/-/reload")
+
+    def set_alerting(
+        self, rule_files: list[Path | str], alertmanagers: list[str] | None = None
+    ) -> None:
+        """Evaluate these rule files and send alerts to these Alertmanagers ("host:port"),
+        then reload. Empty lists turn both off. A rule file Prometheus rejects fails the
+        reload: ServiceError with Prometheus' reason."""
+        self._rule_files = [str(Path(f).resolve()) for f in rule_files]
+        self._alertmanagers = list(alertmanagers or [])
+        self._write_config()
+        self._post("/-/reload")
+
+    def alerts(self) -> list[dict[str, Any]]:
+        """`GET /api/v1/alerts`: the pending and firing alerts, with labels and state."""
+        body = self._get("/api/v1/alerts")
+        try:
+            doc = json.loads(body)
+        except ValueError as exc:
+            raise ServiceError("prometheus: non-JSON answer to /api/v1/alerts") from exc
+        return list(doc.get("data", {}).get("alerts", []))
+
+    def rule_groups(self) -> list[dict[str, Any]]:
+        """`GET /api/v1/rules`: the loaded rule groups with each rule's health and error."""
+        doc = json.loads(self._get("/api/v1/rules"))
+        return list(doc.get("data", {}).get("groups", []))
 
     def query(self, promql: str) -> list[dict[str, Any]]:
         """Instant query; returns `data.result` (raises on a PromQL or HTTP error)."""
@@ -165,19 +197,26 @@ class Prometheus:
                 )
             time.sleep(interval_s)
 
-    def _write_config(self, targets: list[str], *, interval_s: float) -> None:
+    def _write_config(self) -> None:
         # JSON is valid YAML: no YAML library needed to write the config.
-        config = {
+        interval_s = self._interval_s
+        config: dict[str, Any] = {
             "global": {"scrape_interval": f"{interval_s:g}s", "evaluation_interval": "1s"},
             "scrape_configs": [
                 {
                     "job_name": "netscope",
                     "scrape_interval": f"{interval_s:g}s",
                     "scrape_timeout": f"{min(interval_s, 10):g}s",
-                    "static_configs": [{"targets": list(targets)}],
+                    "static_configs": [{"targets": list(self._targets)}],
                 }
             ],
         }
+        if self._rule_files:
+            config["rule_files"] = list(self._rule_files)
+        if self._alertmanagers:
+            config["alerting"] = {
+                "alertmanagers": [{"static_configs": [{"targets": list(self._alertmanagers)}]}]
+            }
         tmp = self.config_file.with_suffix(".tmp")
         tmp.write_text(json.dumps(config, indent=2))
         tmp.replace(self.config_file)

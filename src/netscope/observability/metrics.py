@@ -305,6 +305,14 @@ class Metrics:
             "netscope_start_time_seconds", "Unix time the process started.", registry=r
         )
         self.started.set(time.time())
+        # Read at scrape time, like node_exporter's node_time_seconds: Prometheus compares it
+        # with its own clock (timestamp(x) - x), the runbook's NTP prerequisite as an alert.
+        self.clock = Gauge(
+            "netscope_time_seconds",
+            "This process's wall clock when /metrics was rendered, Unix time.",
+            registry=r,
+        )
+        self.clock.set_function(time.time)
         self._lag_labels: set[tuple[str, str]] = set()
         # labels() takes a lock and builds a key: on the per-call and per-attempt paths the
         # children are resolved once per label combination and kept here.

@@ -166,6 +166,19 @@ def _admin_call(url: str, method: str, path: str, body: dict | None = None) -> N
         typer.echo(f"netscope: cannot reach {url}: {exc}", err=True)
         raise typer.Exit(1) from None
     typer.echo(resp.text)
+    # The service says only "unauthorized" (api/auth.py): the hint is the CLI's own.
+    if resp.status_code == 401:
+        typer.echo(
+            "netscope: refused: wrong bearer token (NETSCOPE_API__ADMIN_TOKEN must equal the "
+            "service's api.admin_token)",
+            err=True,
+        )
+    elif resp.status_code == 429:
+        typer.echo(
+            "netscope: refused: too many failed attempts from this address; retry in "
+            f"{resp.headers.get('Retry-After', '?')} s",
+            err=True,
+        )
     if resp.status_code >= 400:
         raise typer.Exit(1)
 

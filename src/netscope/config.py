@@ -350,6 +350,15 @@ class ApiConfig(_Strict):
     ws_client_queue: int = Field(1000, ge=1)
     ws_heartbeat_s: PositiveFloat = 10.0
 
+    @field_validator("admin_token", "ws_token")
+    @classmethod
+    def _not_blank(cls, value: SecretStr | None) -> SecretStr | None:
+        # An empty token (an unset variable in a compose file, say) must not mean "no token":
+        # for the stream that would silently open it to anyone.
+        if value is not None and not value.get_secret_value().strip():
+            raise ValueError("must not be empty (leave it unset to turn it off)")
+        return value
+
 
 class LoggingConfig(_Strict):
     level: Literal["debug", "info", "warning", "error"] = "info"
@@ -510,6 +519,8 @@ def _resolve_secret_files(settings: Settings, source: str) -> Settings:
         api_updates["admin_token"] = _read_secret(
             api.admin_token_file, "api.admin_token_file", source
         )
+        if not api_updates["admin_token"].get_secret_value():
+            raise ConfigError([("api.admin_token_file", "the file is empty")], source)
     kafka = settings.kafka
     kafka_updates: dict[str, SecretStr] = {}
     if kafka.sasl_password_file and kafka.sasl_password is None:

@@ -5,36 +5,40 @@ partition assigned is ready, and says so) and the broker answered within the las
 audit store answers a *signed* request (probed at most every 2 s, one probe at a time), the
 metrics endpoint renders, the spool has room and the idempotency ledger (when on) answers;
 otherwise 503 with a JSON body naming each failing dependency. Admin endpoints need a bearer
-token, and are disabled (403) when none is configured.
+token, and are disabled (403) when none is configured; a wrong or missing token gets 401
+``unauthorized`` and repeated failures 429 (api/auth.py).
 """
 
 from __future__ import annotations
 
 import asyncio
-import hmac
 import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException
-from fastapi.responses import JSONResponse, Response
+from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Path
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel, Field
 
 from netscope import __version__
+from netscope.api.admin_models import (
+    BREAKER_ACTION_RESPONSES,
+    THROTTLE_RESPONSES,
+    BreakerChanged,
+    BreakerSnapshot,
+    ThrottleRequest,
+    ThrottleState,
+)
+from netscope.api.auth import ADMIN_RESPONSES, AdminGate
 from netscope.pipeline import Pipeline
 from netscope.status import KafkaStatus
 
 READY_PROBE_TIMEOUT_S = 2.0
 READY_PROBE_TTL_S = 2.0
-
-
-class ThrottleRequest(BaseModel):
-    rate_per_s: float | None = Field(
-        description="Messages per second to ingest; 0 pauses ingest; null lifts the limit.",
-        ge=0,
-    )
+_NOT_READY: dict[int | str, dict[str, Any]] = {
+    503: {"description": "Not ready: `failing` names each dependency that fails, and why."}
+}
 
 
 def status_snapshot(pipeline: Pipeline) -> dict[str, Any]:
@@ -96,13 +100,10 @@ def create_app(pipeline: Pipeline, *, hub: Any | None = None) -> FastAPI:
         description="Kafka-fed network-call gateway: health, metrics, admin and live events.",
     )
 
-    def require_admin(authorization: str | None = Header(default=None)) -> None:
-        token = settings.api.admin_token
-        if token is None:
-            raise HTTPException(403, "admin API disabled: set api.admin_token")
-        supplied = (authorization or "").removeprefix("Bearer ").strip()
-        if not hmac.compare_digest(supplied.encode(), token.get_secret_value().encode()):
-            raise HTTPException(401, "missing or wrong bearer token")
+    # Constant-time token check and a brute-force brake per client address (api/auth.py).
+    admin_token = settings.api.admin_token
+    admin_gate = AdminGate(None if admin_token is None else admin_token.get_secret_value())
+    app.state.admin_gate = admin_gate
 
     @app.get("/health/live", tags=["health"])
     async def live() -> dict[str, Any]:
@@ -111,7 +112,7 @@ def create_app(pipeline: Pipeline, *, hub: Any | None = None) -> FastAPI:
     store_probe = StoreProbe(pipeline.store.probe)
     app.state.store_probe = store_probe
 
-    @app.get("/health/ready", tags=["health"])
+    @app.get("/health/ready", tags=["health"], responses=_NOT_READY)
     async def ready() -> JSONResponse:
         status = pipeline.status()
         checks: dict[str, dict[str, Any]] = {}
@@ -149,7 +150,7 @@ def create_app(pipeline: Pipeline, *, hub: Any | None = None) -> FastAPI:
         }
         return JSONResponse(body, status_code=200 if not failing else 503)
 
-    @app.get("/metrics", tags=["observability"])
+    @app.get("/metrics", tags=["observability"], response_class=PlainTextResponse)
     async def metrics() -> Response:
         return Response(generate_latest(pipeline.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
@@ -157,26 +158,36 @@ def create_app(pipeline: Pipeline, *, hub: Any | None = None) -> FastAPI:
     async def status() -> dict[str, Any]:
         return status_snapshot(pipeline)
 
-    admin = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(require_admin)])
+    admin = APIRouter(
+        prefix="/admin",
+        tags=["admin"],
+        dependencies=[Depends(admin_gate)],
+        responses=ADMIN_RESPONSES,
+        route_class=admin_gate.route_class,
+    )
 
-    @admin.post("/throttle")
+    @admin.post("/throttle", responses=THROTTLE_RESPONSES)
     async def throttle(
         body: ThrottleRequest, x_netscope_actor: Annotated[str | None, Header()] = None
-    ) -> dict[str, Any]:
+    ) -> ThrottleState:
         """Runbook INC-01 step 4: reduce the incoming rate temporarily (or lift it)."""
         pipeline.set_ingest_rate(body.rate_per_s, actor=actor_of(x_netscope_actor))
-        return {"ingest_rate_per_s": status_snapshot(pipeline)["ingest_rate_per_s"]}
+        return ThrottleState(ingest_rate_per_s=status_snapshot(pipeline)["ingest_rate_per_s"])
 
     @admin.get("/breakers")
-    async def breakers() -> dict[str, Any]:
-        return {name: g.breaker.snapshot() for name, g in pipeline.guards.items()}
+    async def breakers() -> dict[str, BreakerSnapshot]:
+        return {
+            name: BreakerSnapshot.model_validate(g.breaker.snapshot())
+            for name, g in pipeline.guards.items()
+        }
 
-    @admin.post("/breakers/{upstream}/{action}")
+    @admin.post("/breakers/{upstream}/{action}", responses=BREAKER_ACTION_RESPONSES)
     async def breaker_action(
-        upstream: str,
         action: Literal["force-open", "force-closed", "reset"],
+        # The configured names as examples: a schema-driven client starts from a real one.
+        upstream: str = Path(examples=sorted(pipeline.guards) or None),
         x_netscope_actor: Annotated[str | None, Header()] = None,
-    ) -> dict[str, Any]:
+    ) -> BreakerChanged:
         guard = pipeline.guards.get(upstream)
         if guard is None:
             raise HTTPException(404, f"no upstream named {upstream!r}")
@@ -185,12 +196,28 @@ def create_app(pipeline: Pipeline, *, hub: Any | None = None) -> FastAPI:
             "force-closed": guard.breaker.force_closed,
             "reset": guard.breaker.reset,
         }[action](by=actor_of(x_netscope_actor))
-        return {"upstream": upstream, "state": str(guard.breaker.state)}
+        return BreakerChanged(upstream=upstream, state=guard.breaker.state)
 
     app.include_router(admin)
     if hub is not None:
+        attach_dashboard(hub, pipeline)
         app.include_router(hub.router)
     return app
+
+
+def attach_dashboard(hub: Any, pipeline: Pipeline) -> None:
+    """What the dashboard reads besides events: the audit store (drill-down of older
+    requests, the report download) and each upstream's p95 target, when the config has one
+    (``latency_p95_target_s``; read with a default so older configs work unchanged)."""
+    if not hasattr(hub, "attach_audit"):
+        return
+    upstreams = pipeline.settings.upstreams
+    hub.attach_audit(
+        pipeline.store,
+        pipeline.settings.audit,
+        {name: up.deadline_s for name, up in upstreams.items()},
+        {name: getattr(up, "latency_p95_target_s", None) for name, up in upstreams.items()},
+    )
 
 
 _ACTOR = re.compile(r"[^A-Za-z0-9_.@:/ -]")

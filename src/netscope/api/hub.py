@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import logging
 import math
 import threading
@@ -26,14 +25,19 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from importlib import resources
+from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import orjson
 from fastapi import APIRouter, HTTPException, Request, WebSocket
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from netscope.api import runbook
+from netscope.api.access import ViewerAccess
+from netscope.api.drill import Drill
+from netscope.api.history import History
+from netscope.api.recent import RecentCalls
 from netscope.contract.outcomes import (
     ERROR_OUTCOMES,
     NO_UPSTREAM_LATENCY_OUTCOMES,
@@ -71,8 +75,15 @@ CLOSE_GOING_AWAY = 1001
 
 _ASSETS = {
     "app.js": "text/javascript; charset=utf-8",
+    "charts.js": "text/javascript; charset=utf-8",
+    "drill.js": "text/javascript; charset=utf-8",
     "style.css": "text/css; charset=utf-8",
+    # uPlot (MIT, https://github.com/leeoniya/uPlot), bundled: the page works offline.
+    "uPlot.iife.min.js": "text/javascript; charset=utf-8",
+    "uPlot.min.css": "text/css; charset=utf-8",
+    "uPlot.LICENSE.txt": "text/plain; charset=utf-8",
 }
+_JSON = orjson.OPT_SERIALIZE_NUMPY  # the history's series are float32 arrays (NaN -> null)
 # The page loads only its own assets and talks only to its own origin.
 _PAGE_HEADERS = {
     "Content-Security-Policy": (
@@ -233,15 +244,18 @@ class EventHub:
         window_s: float = SUMMARY_WINDOW_S,
         allow_origins: Iterable[str] = (),
         clock: Callable[[], float] = time.monotonic,
+        history: History | None = None,
+        recent: RecentCalls | None = None,
+        runbook_url: str = runbook.DEFAULT_URL,
+        runbook_path: Path | None = None,
     ) -> None:
         if client_queue < 1:
             raise ValueError("client_queue must be >= 1")
         self._client_queue = client_queue
         self.heartbeat_s = heartbeat_s
         self.summary_interval_s = summary_interval_s
-        self._token = token.encode() if token else None
+        self.access = ViewerAccess(token, allow_origins)
         self._window_s = window_s
-        self._allow_origins = frozenset(o.rstrip("/") for o in allow_origins)
         self._clock = clock
         self._started_at = clock()
         self.metrics = _HubMetrics(registry or CollectorRegistry())
@@ -255,7 +269,19 @@ class EventHub:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
         self._dropped_total = 0
-        self._unsubscribe = events.subscribe(self._on_bus_event)
+        # The page's memory: the last hour of series and bands, the last calls for the
+        # drill-down. Listeners of their own (logic emits events, instrumentation listens).
+        self.history = history or History()
+        self.recent = recent or RecentCalls()
+        self.drill = Drill(self.recent, self.history)
+        self.reports: Any = None  # api.report_download.ReportDownloads, once a store is known
+        self.runbook_url = runbook_url
+        self.runbook_path = runbook_path
+        self._unsubscribers = [
+            events.subscribe(self._on_bus_event),
+            events.subscribe(self._on_loop(self.history.on_event)),
+            events.subscribe(self._on_loop(self.recent.on_event)),
+        ]
         self.router = self._build_router()
 
     # ----------------------------------------------------------------- lifecycle
@@ -280,8 +306,25 @@ class EventHub:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        self._unsubscribe()
-        self._unsubscribe = lambda: None
+        for unsubscribe in self._unsubscribers:
+            unsubscribe()
+        self._unsubscribers = []
+
+    def attach_audit(
+        self,
+        store: Any,
+        audit: Any,
+        deadlines_s: dict[str, float],
+        latency_targets_s: dict[str, float | None] | None = None,
+    ) -> None:
+        """Where older requests and reports are read from (the pipeline's audit store and its
+        config), and each upstream's p95 target for the latency chart."""
+        from netscope.api.report_download import ReportDownloads
+
+        self.drill.attach_store(store, audit.prefix)
+        self.reports = ReportDownloads(audit, deadlines_s)
+        if latency_targets_s:
+            self.history.set_targets(latency_targets_s)
 
     def set_status_provider(self, fn: StatusProvider | None) -> None:
         """Gauges merged into every summary: queue, lag, audit backlog, breaker states."""
@@ -304,6 +347,18 @@ class EventHub:
             return
         self._handle(event)
 
+    def _on_loop(self, listener: Callable[[Any], None]) -> Callable[[Any], None]:
+        """``listener`` run on the hub's loop, whatever thread published: what it keeps is
+        read by the loop's requests, so it is only ever touched there."""
+
+        def hop(event: Any) -> None:
+            if self._loop is not None and threading.get_ident() != self._loop_thread:
+                self._loop.call_soon_threadsafe(listener, event)
+            else:
+                listener(event)
+
+        return hop
+
     def _handle(self, event: Any) -> None:
         if isinstance(event, CallCompleted):
             self._account_call(event)
@@ -320,7 +375,8 @@ class EventHub:
         self._seq += 1
         payload = {"v": PROTOCOL_VERSION, "seq": self._seq, **payload}
         payload.setdefault("ts", created)
-        out = _Out(self._seq, payload["type"], created, payload, orjson.dumps(payload).decode())
+        text = orjson.dumps(payload, option=_JSON).decode()
+        out = _Out(self._seq, payload["type"], created, payload, text)
         for client in self._clients:
             if client.filter.matches(payload):
                 self._offer(client, out)
@@ -360,6 +416,7 @@ class EventHub:
                 "topic": r.kafka.topic,
                 "partition": r.kafka.partition,
                 "offset": r.kafka.offset,
+                "timestamp_ms": r.kafka.timestamp_ms,  # the event time: the audit hour
             }
         if isinstance(ev, RetryScheduled):
             return {
@@ -512,6 +569,8 @@ class EventHub:
             self._last_summary = None
             return
         self._last_summary = self._summary_out()
+        # The charts' new points: the slot just finished and the current one (page: merge).
+        self._broadcast({"type": "history", **self.history.tail()}, time.time())
 
     def _summary_out(self) -> _Out:
         created = time.time()
@@ -549,22 +608,12 @@ class EventHub:
     # ----------------------------------------------------------------- connections
 
     def _authorized(self, ws: WebSocket) -> bool:
-        if self._token is None:
-            return True
-        given = ws.query_params.get("token")
-        if given is None:
-            header = ws.headers.get("authorization", "")
-            scheme, _, value = header.partition(" ")
-            given = value.strip() if scheme.lower() == "bearer" else None
-        return given is not None and hmac.compare_digest(given.encode(), self._token)
+        return self.access.authorized(ws.headers, ws.query_params)
 
     def _origin_allowed(self, ws: WebSocket) -> bool:
         # Browsers always send Origin; a foreign page must not read the stream through the
         # user's browser (cross-site WebSocket hijacking). Non-browser clients send none.
-        origin = ws.headers.get("origin")
-        if origin is None or origin.rstrip("/") in self._allow_origins:
-            return True
-        return urlsplit(origin).netloc.lower() == ws.headers.get("host", "").lower()
+        return self.access.origin_allowed(ws.headers)
 
     async def _refuse(self, ws: WebSocket, code: int, reason: str) -> None:
         self.metrics.rejected.labels(reason).inc()
@@ -683,4 +732,7 @@ class EventHub:
             body = assets.joinpath(name).read_bytes()
             return Response(body, media_type=media_type, headers=_PAGE_HEADERS)
 
+        from netscope.api.dashboard_api import build_router
+
+        router.include_router(build_router(self))
         return router

@@ -2,10 +2,26 @@
 // fields are never parsed as HTML). The DOM is stable on purpose so tests and operators can rely
 // on selectors: tiles [data-upstream] with .breaker-state, #feed rows with data-trace-id,
 // #degraded-banner, #conn-status[data-state]. See docs/dashboard.md.
+// History charts live in charts.js, the request timeline in drill.js; this file feeds them.
 "use strict";
 
 (() => {
   const FEED_MAX = 500;
+  // The feed samples under sustained load: a burst of FEED_MAX rows shows whole, then at most
+  // FEED_RATE rows a second are built (the tiles and charts still count every event).
+  const FEED_RATE = 50;
+  const FEED_FLUSH_MS = 250;
+  const RELOAD_AFTER_DROP_MS = 10000;
+  // Runbook anchors (GitHub's, of docs/runbook.md); the server's list wins once loaded.
+  const RUNBOOK = {
+    url: "dashboard/runbook",
+    sections: {
+      "INC-01": "inc-01--outbound-timeouts-surge",
+      "INC-02": "inc-02--ceph-rgw-write-errors",
+      "INC-03": "inc-03--circuit-breaker-open-for-long",
+      health: "5-health-checklist-every-5-minutes",
+    },
+  };
   const TRACE_RE = /^[0-9a-f]{32}$/i;
   const SERVER_FILTERS = ["upstream", "outcome", "trace_id", "request_id"];
   const STATES = ["closed", "half_open", "open", "forced_open", "forced_closed"];
@@ -28,6 +44,9 @@
     lastMessageAt: 0,
     serverFilter: {},
     generation: 0,
+    feedSkipped: 0,
+    windowS: 900,
+    historyFor: 0, // the connection whose history was loaded
   };
   window.netscope = state;
   for (const key of SERVER_FILTERS) {
@@ -46,6 +65,10 @@
   let toRender = []; // rows built but not yet in the DOM (rendered once per frame)
   let held = []; // rows received while paused
   let frameRequested = false;
+  let lastFlushAt = 0;
+  let feedTokens = FEED_MAX;
+  let feedRefilledAt = performance.now();
+  let lastDropReload = 0;
 
   // ------------------------------------------------------------------ formatting
 
@@ -80,6 +103,40 @@
     return `${(s / 3600).toFixed(1)} h`;
   };
   const setText = (el, text) => { if (el.textContent !== text) el.textContent = text; };
+
+  // ------------------------------------------------------------------ HTTP API
+
+  // Same credentials as the stream: the page's ?token= as a bearer header (never in a URL
+  // that could be logged, except the report link, which a download cannot give a header).
+  async function fetchJson(path) {
+    const headers = token ? { Authorization: `Bearer ${token}` } : {};
+    const resp = await fetch(path, { headers, cache: "no-store" });
+    if (!resp.ok) {
+      let detail = `${resp.status} ${resp.statusText}`;
+      try { detail = (await resp.json()).detail || detail; } catch { /* not JSON */ }
+      throw new Error(typeof detail === "string" ? detail : JSON.stringify(detail));
+    }
+    return resp.json();
+  }
+
+  function runbookHref(section) {
+    const anchor = RUNBOOK.sections[section] || RUNBOOK.sections.health;
+    return `${RUNBOOK.url}#${anchor}`;
+  }
+
+  function setRunbook(link, section) {
+    if (link.dataset.runbook !== section || !link.getAttribute("href") || link.getAttribute("href") === "#") {
+      link.dataset.runbook = section;
+      link.href = runbookHref(section);
+      setText(link, section.startsWith("INC-") ? `${section} ›` : "§5 ›");
+    }
+  }
+
+  function refreshRunbookLinks() {
+    for (const link of document.querySelectorAll("a.runbook[data-runbook]")) {
+      link.href = runbookHref(link.dataset.runbook);
+    }
+  }
 
   // ------------------------------------------------------------------ connection
 
@@ -134,6 +191,12 @@
       state.lastMessageAt = Date.now();
       state.received += 1;
       if (state.status !== "live") setStatus("live");
+      // Whatever happened while disconnected is in the server's history: load it once the
+      // stream has really let us in (an unauthorized socket opens, then closes with 4401).
+      if (state.historyFor !== generation) {
+        state.historyFor = generation;
+        window.NetScopeCharts.reload();
+      }
       onEvent(ev);
     };
     socket.onclose = (e) => {
@@ -150,6 +213,22 @@
     };
   }
 
+  // Figures that change with every message (the seq, the held rows) are written at most four
+  // times a second: one text change per message would repaint the page a thousand times.
+  let countersTimer = null;
+  function counters() {
+    if (countersTimer !== null) return;
+    countersTimer = setTimeout(() => {
+      countersTimer = null;
+      setText($("last-seq"), state.lastSeq ? String(state.lastSeq) : "–");
+      if (state.paused) setText(pauseButton, `Resume (${held.length} new)`);
+      if (state.feedSkipped) {
+        $("feed-sampled").hidden = false;
+        setText($("feed-skipped"), fmtNum(state.feedSkipped));
+      }
+    }, 250);
+  }
+
   // Heartbeats arrive every interval_s: silence for three of them means a dead path.
   setInterval(() => {
     if (state.connected && Date.now() - state.lastMessageAt > 3000 * state.heartbeatS) setStatus("stale");
@@ -160,32 +239,37 @@
   function onEvent(ev) {
     if (typeof ev.seq === "number") {
       state.lastSeq = ev.seq;
-      setText($("last-seq"), String(ev.seq));
+      counters();
     }
     switch (ev.type) {
       case "summary": onSummary(ev); break;
       case "call":
         if (ev.upstream) tile(ev.upstream);
-        addRow(callRow(ev));
+        addRow(() => callRow(ev));
         break;
-      case "retry": addRow(retryRow(ev)); break;
+      case "retry": addRow(() => retryRow(ev)); break;
       case "breaker":
         setBreaker(ev.upstream, ev.to_state);
-        addRow(systemRow(ev, ev.upstream, `breaker ${ev.from_state} → ${ev.to_state}`, ev.reason, `state-${ev.to_state}`));
+        window.NetScopeCharts.onBreaker(ev);
+        addRow(() => systemRow(ev, ev.upstream, `breaker ${ev.from_state} → ${ev.to_state}`, ev.reason, `state-${ev.to_state}`), true);
         break;
       case "degraded":
         setDegraded(ev.degraded, ev.reason);
-        addRow(systemRow(ev, "audit", ev.degraded ? "degraded mode ON" : "degraded mode off", ev.reason, ev.degraded ? "bad" : "good"));
+        window.NetScopeCharts.onDegraded(ev);
+        addRow(() => systemRow(ev, "audit", ev.degraded ? "degraded mode ON" : "degraded mode off", ev.reason, ev.degraded ? "bad" : "good"), true);
         break;
       case "backpressure":
         setPaused(ev.paused ? ev.reason : null);
-        addRow(systemRow(ev, "ingest", ev.paused ? "ingest paused" : "ingest resumed", ev.reason, ev.paused ? "warn" : "good"));
+        addRow(() => systemRow(ev, "ingest", ev.paused ? "ingest paused" : "ingest resumed", ev.reason, ev.paused ? "warn" : "good"), true);
         break;
       case "dead_letter":
-        addRow(systemRow(ev, "ingest", "dead-lettered", `${ev.topic}/${ev.partition}/${ev.offset} ${ev.field}: ${ev.reason}`, "bad"));
+        addRow(() => systemRow(ev, "ingest", "dead-lettered", `${ev.topic}/${ev.partition}/${ev.offset} ${ev.field}: ${ev.reason}`, "bad"));
         break;
       case "audit":
-        if (ev.result === "failed") addRow(systemRow(ev, "audit", "audit write failed", `${ev.reason} ${ev.detail || ""}`, "bad"));
+        if (ev.result === "failed") addRow(() => systemRow(ev, "audit", "audit write failed", `${ev.reason} ${ev.detail || ""}`, "bad"));
+        break;
+      case "history":
+        window.NetScopeCharts.onHistory(ev);
         break;
       case "heartbeat":
         if (ev.interval_s) state.heartbeatS = ev.interval_s;
@@ -194,6 +278,11 @@
         state.dropped += ev.count;
         $("drops").hidden = false;
         setText($("drops-count"), fmtNum(state.dropped));
+        // Lost events may include history updates or band changes: reload, not too often.
+        if (Date.now() - lastDropReload > RELOAD_AFTER_DROP_MS) {
+          lastDropReload = Date.now();
+          window.NetScopeCharts.reload();
+        }
         break;
       default: break; // newer event types: ignore, the protocol is additive
     }
@@ -212,6 +301,8 @@
       t.p95.set(...splitMs(s.p95_ms));
       t.p99.set(...splitMs(s.p99_ms));
       setText(t.totals, `window ${ev.window_s} s · since start: ${fmtNum(s.calls_total)} calls, ${fmtNum(s.errors_total)} errors, ${fmtNum(s.timeouts_total)} timeouts`);
+      t.timeoutsNow = s.timeouts;
+      t.errorPctNow = s.error_pct;
       setBreaker(name, s.breaker);
       rate += s.rate_per_s; calls += s.calls; errors += s.errors;
     }
@@ -231,6 +322,7 @@
       setText($("spool-bytes"), fmtBytes(st.spool_bytes));
       setText($("spool-age"), fmtAge(st.spool_oldest_age_s));
       $("stat-audit").dataset.level = st.spool_bytes > 0 ? "warn" : "ok";
+      setRunbook($("stat-audit").querySelector("a.runbook"), st.spool_bytes > 0 || st.audit_degraded ? "INC-02" : "health");
     }
     if ("audit_degraded" in st) setDegraded(Boolean(st.audit_degraded), null);
     if ("paused_reason" in st) setPaused(st.paused_reason);
@@ -278,12 +370,21 @@
     badge.className = "breaker-state";
     badge.dataset.state = "closed";
     badge.textContent = "closed";
-    head.append(h, badge);
+    const link = document.createElement("a");
+    link.className = "runbook";
+    link.title = "the runbook section for this state";
+    const right = document.createElement("span");
+    right.className = "tile-head-right";
+    right.append(link, badge);
+    head.append(h, right);
     const grid = document.createElement("div");
     grid.className = "metrics";
     t = {
       root,
       badge,
+      link,
+      timeoutsNow: 0,
+      errorPctNow: 0,
       rate: metric(grid, "rate", "requests"),
       errorPct: metric(grid, "error-pct", "errors"),
       timeouts: metric(grid, "timeouts", "timeouts"),
@@ -298,7 +399,18 @@
     const after = [...container.children].find((c) => c.dataset.upstream > name);
     container.insertBefore(root, after || null);
     tiles.set(name, t);
+    setRunbook(link, "health");
     return t;
+  }
+
+  // The next step for a tile's state: an open (or half-open, or forced) breaker is INC-03,
+  // timeouts INC-01, errors over the 2 % line INC-03's root cause; otherwise the checklist.
+  function tileSection(t) {
+    const s = t.root.dataset.state;
+    if (s !== "closed") return "INC-03";
+    if (t.timeoutsNow > 0) return "INC-01";
+    if (t.errorPctNow > 2) return "INC-03";
+    return "health";
   }
 
   function setBreaker(name, breakerState) {
@@ -309,6 +421,7 @@
     t.root.dataset.open = String(OPEN_STATES.includes(s));
     t.badge.dataset.state = s;
     setText(t.badge, breakerState);
+    setRunbook(t.link, tileSection(t));
   }
 
   function setDegraded(on, reason) {
@@ -319,6 +432,10 @@
   function setPaused(reason) {
     $("paused-banner").hidden = !reason;
     setText($("paused-reason"), reason || "");
+    if (reason) {
+      const section = reason === "spool_full" ? "INC-02" : reason === "ledger_unavailable" ? "health" : "INC-01";
+      setRunbook($("paused-banner").querySelector("a.runbook"), section);
+    }
   }
 
   // ------------------------------------------------------------------ feed
@@ -352,6 +469,14 @@
       [ev.request_id || "", "id request"],
     ]);
     tr.dataset.outcome = ev.outcome;
+    // Where its record is: the drill-down reads that one audit object if memory forgot it.
+    tr.dataset.topic = ev.topic ?? "";
+    tr.dataset.partition = ev.partition ?? "";
+    tr.dataset.offset = ev.offset ?? "";
+    tr.dataset.timestampMs = ev.timestamp_ms ?? "";
+    tr.dataset.attempts = String(ev.attempts ?? "");
+    tr.classList.add("clickable");
+    tr.title = "open its timeline";
     return tr;
   }
 
@@ -359,6 +484,12 @@
   function retryRow(ev) {
     const why = ev.detail || ev.reason;
     const what = ev.denied ? `retry denied: ${why}` : `retry #${ev.attempt} in ${fmtMs(ev.delay_ms)}`;
+    const tr = retryCells(ev, what, why);
+    if (!ev.denied) { tr.classList.add("clickable"); tr.title = "open its timeline"; }
+    return tr;
+  }
+
+  function retryCells(ev, what, why) {
     return row(ev, "retry", [
       [fmtTime(ev.ts), "time"],
       [ev.upstream || "–", "upstream"],
@@ -388,24 +519,48 @@
     return tr.dataset.traceId.toLowerCase().includes(q) || tr.dataset.requestId.toLowerCase().includes(q);
   }
 
-  function addRow(tr) {
+  // A token bucket: FEED_MAX rows of burst, FEED_RATE a second sustained. State changes
+  // (`always`) are rare and always shown. Rows not shown are never built.
+  function takeFeedToken() {
+    const now = performance.now();
+    feedTokens = Math.min(FEED_MAX, feedTokens + ((now - feedRefilledAt) / 1000) * FEED_RATE);
+    feedRefilledAt = now;
+    if (feedTokens < 1) return false;
+    feedTokens -= 1;
+    return true;
+  }
+
+  function addRow(make, always = false) {
+    if (!always && !takeFeedToken()) {
+      state.feedSkipped += 1;
+      counters();
+      return;
+    }
+    pushRow(make());
+  }
+
+  function pushRow(tr) {
     if (state.paused) {
       held.push(tr);
       if (held.length > FEED_MAX) held = held.slice(-FEED_MAX);
-      setText(pauseButton, `Resume (${held.length} new)`);
+      counters();
       return;
     }
     toRender.push(tr);
     if (toRender.length > FEED_MAX) toRender = toRender.slice(-FEED_MAX);
     if (!frameRequested) {
       frameRequested = true;
-      requestAnimationFrame(flush);
+      // The first row of a quiet spell shows at once; under load rows are inserted in
+      // batches, at most FEED_FLUSH_MS apart: each insertion relays and repaints the table.
+      const wait = Math.max(0, lastFlushAt + FEED_FLUSH_MS - performance.now());
+      setTimeout(() => requestAnimationFrame(flush), wait);
     }
   }
 
-  // At hundreds of events per second, one DOM insertion per frame keeps the page responsive.
+  // At hundreds of events per second, a few DOM insertions a second keep the page responsive.
   function flush() {
     frameRequested = false;
+    lastFlushAt = performance.now();
     if (!toRender.length) return;
     const fragment = document.createDocumentFragment();
     for (let i = toRender.length - 1; i >= 0; i -= 1) { // newest first
@@ -433,6 +588,83 @@
   }
 
   search.addEventListener("input", applySearch);
+
+  // ------------------------------------------------------------------ drill-down
+
+  function openTimelineFor(tr) {
+    const d = tr.dataset;
+    if (!d.traceId && !d.requestId) return;
+    const params = { trace_id: d.traceId, request_id: d.requestId };
+    if (d.type === "call" && d.offset !== "") {
+      Object.assign(params, { topic: d.topic, partition: d.partition, offset: d.offset, timestamp_ms: d.timestampMs });
+    }
+    window.NetScopeDrill.open(params);
+  }
+
+  function openTimelineSearch() {
+    const q = search.value.trim();
+    if (!q) return;
+    const range = window.NetScopeCharts.range();
+    const params = { q };
+    if (range) Object.assign(params, { from: Math.floor(range[0] * 1000), to: Math.ceil(range[1] * 1000) + 1 });
+    window.NetScopeDrill.open(params);
+  }
+
+  feed.addEventListener("click", (e) => {
+    const tr = e.target.closest("tr.clickable");
+    if (tr) openTimelineFor(tr);
+  });
+  search.addEventListener("keydown", (e) => { if (e.key === "Enter") openTimelineSearch(); });
+  $("search-go").addEventListener("click", openTimelineSearch);
+
+  // ------------------------------------------------------------------ history
+
+  function setWindow(seconds) {
+    state.windowS = seconds;
+    for (const b of document.querySelectorAll("#window button")) {
+      b.setAttribute("aria-pressed", String(Number(b.dataset.window) === seconds));
+    }
+    window.NetScopeCharts.setWindow(seconds);
+  }
+
+  function onHistoryLoaded(model, err) {
+    const status = $("history-status");
+    if (err) {
+      status.dataset.state = "error";
+      setText(status, `history: ${err.message || err}`);
+      return;
+    }
+    status.dataset.state = "ok";
+    setText(status, `every ${model.step} s · last ${Math.round(model.windowS / 60)} min`);
+    if (model.runbook) {
+      RUNBOOK.url = model.runbook.url;
+      RUNBOOK.sections = { ...RUNBOOK.sections, ...model.runbook.sections };
+      refreshRunbookLinks();
+    }
+    $("report-link").hidden = !model.audit;
+  }
+
+  // `netscope report` for the window on screen; set at click time, so it is the window now.
+  $("report-link").addEventListener("click", (e) => {
+    const range = window.NetScopeCharts.range();
+    if (!range) { e.preventDefault(); return; }
+    const url = new URL("api/report", location.href);
+    url.searchParams.set("from", String(Math.floor(range[0] * 1000)));
+    url.searchParams.set("to", String(Math.ceil(range[1] * 1000) + 1));
+    if (token) url.searchParams.set("token", token);
+    e.currentTarget.href = url.pathname + url.search;
+  });
+  for (const b of document.querySelectorAll("#window button")) {
+    b.addEventListener("click", () => setWindow(Number(b.dataset.window)));
+  }
+  window.NetScopeCharts.init({
+    container: $("panels"), fetchJson, onLoaded: onHistoryLoaded, windowS: state.windowS,
+  });
+  window.NetScopeDrill.init({ fetchJson });
+  state.history = window.NetScopeCharts.model;
+  state.charts = window.NetScopeCharts.stats;
+  state.drill = window.NetScopeDrill.state;
+  refreshRunbookLinks();
   pauseButton.addEventListener("click", () => {
     state.paused = !state.paused;
     pauseButton.setAttribute("aria-pressed", String(state.paused));
@@ -443,7 +675,7 @@
       setText(pauseButton, "Pause");
       const rows = held;
       held = [];
-      for (const tr of rows) addRow(tr);
+      for (const tr of rows) pushRow(tr);
     }
   });
 

@@ -107,12 +107,14 @@ def make_traffic(
 
 
 async def produce(
-    bootstrap: str, topic: str, items: list[tuple[bytes, bytes, Any]]
+    bootstrap: str, topic: str, items: list[tuple[bytes, bytes, Any]],
+    compression_type: str | None = None,
 ) -> dict[int, int]:
     """Produce and wait for acks; returns the next offset per partition (what must be committed)."""
     producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, acks="all", linger_ms=5, max_request_size=4 << 20
-    )
+        bootstrap_servers=bootstrap, acks="all", linger_ms=5, max_request_size=4 << 20,
+        compression_type=compression_type,
+    )  # fmt: skip
     await producer.start()
     ends: dict[int, int] = {}
     try:

@@ -12,17 +12,31 @@ from netscope.outbound.caller import CallResult
 from netscope.outbound.redact import redact_path
 
 _DETAIL_MAX = 1000
+# Every record waits in memory until its batch is durable (up to pipeline.queue_depth of
+# them): a producer sending 100 KB keys took a `netscope run` from 200 MB to 1.1 GB RSS
+# (bench/hostile_bench.py, issue 15). Real keys are ids; a longer one is cut.
+KEY_MAX_CHARS = 1024
 
 
 def kafka_position(record: ConsumerRecord) -> KafkaPosition:
-    key = record.key
     return KafkaPosition(
         topic=record.topic,
         partition=record.partition,
         offset=record.offset,
         timestamp_ms=record.timestamp,
-        key=key.decode("utf-8", "replace") if key is not None else None,
+        key=audit_key(record.key),
     )
+
+
+def audit_key(key: bytes | None) -> str | None:
+    """The Kafka key as the audit shows it: UTF-8 (invalid bytes replaced), at most
+    ``KEY_MAX_CHARS`` characters, a longer one cut and marked with its full length."""
+    if key is None:
+        return None
+    if len(key) <= KEY_MAX_CHARS:
+        return key.decode("utf-8", "replace")
+    head = key[: KEY_MAX_CHARS * 4].decode("utf-8", "replace")[:KEY_MAX_CHARS]
+    return f"{head}...({len(key)} bytes)"
 
 
 def invalid_record(

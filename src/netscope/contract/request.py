@@ -48,9 +48,14 @@ FORBIDDEN_HEADERS = frozenset(
     }
 )
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}$")
-_HEADER_VALUE_BAD = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+# Control characters are C0, DEL and C1 (U+0080-U+009F: NEL among them, a line break to some
+# parsers); the C1 range was let through until the hostile-input run (issue 15) sent it.
+_HEADER_VALUE_BAD = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
 _ID = re.compile(r"^[\x21-\x7e]{1,256}$")
-_PATH_BAD = re.compile(r"[\x00-\x20\x7f\\#]")
+_PATH_BAD = re.compile(r"[\x00-\x20\x7f-\x9f\\#]")
+# A field path names the producer's own keys: an unknown key of 500 KB must not become a
+# 500 KB dead-letter header (the copy could then pass the topic's size limit).
+MAX_FIELD_PATH_CHARS = 256
 
 Method = Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
@@ -85,6 +90,15 @@ class RequestMessage(BaseModel):
         None, description="Caller's deadline; capped by the upstream's deadline_s."
     )
     created_at: datetime | None = Field(None, description="RFC 3339 time the producer made it.")
+
+    @field_validator("schema_version", mode="before")
+    @classmethod
+    def _the_integer_one(cls, value: Any) -> Any:
+        # Literal[1] also matches true, 1.0 and 1e0 (equal to 1 in Python); the contract and
+        # the JSON Schema ({"const": 1}) do not. Found by the hostile-input generator.
+        if type(value) is not int:
+            raise ValueError("Input should be 1")
+        return value
 
     @field_validator("request_id", "idempotency_key")
     @classmethod
@@ -221,6 +235,8 @@ def _field_path(loc: Iterable[int | str]) -> str:
     path = ""
     for part in loc:
         path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    if len(path) > MAX_FIELD_PATH_CHARS:
+        path = path[: MAX_FIELD_PATH_CHARS - 3] + "..."
     return path or "(message)"
 
 

@@ -2,7 +2,8 @@
 
 Kept in one place so every client gets the same security settings and the same
 at-least-once stance: auto-commit is always off; the pipeline commits what the audit made
-durable, nothing else.
+durable, nothing else. Every consumer reads record batches through ``ingest/records.py``, so a
+header key that is not UTF-8 cannot stop a partition.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from netscope.config import KafkaConfig
+from netscope.ingest import records
+from netscope.observability import payload_logs
 
 
 def _common(cfg: KafkaConfig) -> dict[str, Any]:
@@ -29,6 +32,7 @@ def _common(cfg: KafkaConfig) -> dict[str, Any]:
 
 
 def make_consumer(cfg: KafkaConfig, **overrides: Any) -> AIOKafkaConsumer:
+    records.install()
     session_ms = int(cfg.session_timeout_s * 1000)
     kwargs = _common(cfg) | {
         "group_id": cfg.group_id,
@@ -44,6 +48,7 @@ def make_consumer(cfg: KafkaConfig, **overrides: Any) -> AIOKafkaConsumer:
 
 
 def make_producer(cfg: KafkaConfig, **overrides: Any) -> AIOKafkaProducer:
+    payload_logs.install()  # it sends dead letters: their values must not reach a DEBUG log
     kwargs = _common(cfg) | {"acks": "all", "linger_ms": 5, "max_request_size": 4 << 20}
     kwargs.update(overrides)
     return AIOKafkaProducer(**kwargs)

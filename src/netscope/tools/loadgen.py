@@ -25,6 +25,7 @@ import typer
 from aiokafka import AIOKafkaProducer
 from aiokafka.structs import RecordMetadata
 
+from netscope.tools.hostile import HostileConfig, HostileStream
 from netscope.tools.messages import INVALID_KINDS, encode, make_invalid, make_request, trace_id_of
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,8 @@ class LoadgenConfig:
     upstreams: dict[str, float] = field(default_factory=_default_upstreams)
     invalid_share: float = 0.0
     invalid_kinds: tuple[str, ...] = INVALID_KINDS
+    # Shapes of tools/hostile/ (its huge and hand-built ones left out: tests produce those).
+    hostile_share: float = 0.0
     methods: dict[str, float] = field(default_factory=_default_methods)
     key_cardinality: int = 100
     seed: int | None = None
@@ -70,6 +73,8 @@ class LoadgenConfig:
             raise ValueError(f"count must be >= 0, got {self.count!r}")
         if not 0.0 <= self.invalid_share <= 1.0:
             raise ValueError(f"invalid_share must be in [0, 1], got {self.invalid_share!r}")
+        if not 0.0 <= self.hostile_share <= 1.0:
+            raise ValueError(f"hostile_share must be in [0, 1], got {self.hostile_share!r}")
         if self.key_cardinality < 1:
             raise ValueError(f"key_cardinality must be >= 1, got {self.key_cardinality!r}")
         _check_weights("upstreams", self.upstreams)
@@ -159,11 +164,29 @@ class _Generator:
         self._methods = list(cfg.methods)
         self._method_w = list(cfg.methods.values())
         self._key_width = len(str(cfg.key_cardinality - 1))
+        self._hostile = None
+        if cfg.hostile_share:
+            shapes = HostileConfig(upstreams=tuple(cfg.upstreams), hand_built=False, huge=False)
+            self._hostile = HostileStream(shapes, self.rand, hostile_share=1.0)
+        self.last_headers: list[tuple[str, bytes | None]] | None = None  # of the last next()
 
     def next(self) -> tuple[bytes, bytes, SentMessage]:
         rand = self.rand
         key = f"cust-{rand.randrange(self.cfg.key_cardinality):0{self._key_width}d}"
         upstream = rand.choices(self._upstreams, self._upstream_w)[0]
+        self.last_headers = None
+        if self._hostile is not None and rand.random() < self.cfg.hostile_share:
+            hostile = self._hostile.next()
+            self.last_headers = list(hostile.headers) or None
+            meta = SentMessage(
+                request_id=hostile.request_id,
+                trace_id=None,
+                key=key,
+                valid=hostile.valid,
+                upstream=None,
+                invalid_kind=None if hostile.valid else f"hostile:{hostile.kind}",
+            )
+            return hostile.key, hostile.value, meta  # type: ignore[return-value]
         if self.cfg.invalid_share and rand.random() < self.cfg.invalid_share:
             kind = rand.choice(self.cfg.invalid_kinds)
             value = make_invalid(kind, rand, upstream=upstream)
@@ -261,7 +284,9 @@ async def run_loadgen(
                 key, value, meta = gen.next()
                 issued += 1
                 try:
-                    fut = await producer.send(cfg.topic, value=value, key=key)
+                    fut = await producer.send(
+                        cfg.topic, value=value, key=key, headers=gen.last_headers
+                    )
                 except Exception as exc:
                     # e.g. MessageSizeTooLargeError: rejected before it reached the broker.
                     report.errors += 1
@@ -329,6 +354,9 @@ def loadgen_command(
     invalid_share: Annotated[
         float, typer.Option(help="Share of deliberately invalid messages, 0..1.")
     ] = 0.0,
+    hostile_share: Annotated[
+        float, typer.Option(help="Share of hostile messages (tools/hostile/ shapes), 0..1.")
+    ] = 0.0,
     key_cardinality: Annotated[int, typer.Option(help="Number of distinct Kafka keys.")] = 100,
     seed: Annotated[int | None, typer.Option(help="Seed for a reproducible stream.")] = None,
 ) -> None:
@@ -342,6 +370,7 @@ def loadgen_command(
             count=count,
             upstreams=parse_mix(upstream_mix),
             invalid_share=invalid_share,
+            hostile_share=hostile_share,
             key_cardinality=key_cardinality,
             seed=seed,
         )

@@ -18,10 +18,9 @@ from typing import Any
 
 from netscope.devservices.base import (
     Daemon,
+    PromStyleDaemon,
     ServiceError,
-    ServiceStatus,
     require_binary,
-    wait_until,
 )
 
 BINARY = "prometheus-alertmanager"  # Debian's name for the alertmanager binary
@@ -40,7 +39,7 @@ class AlertmanagerConfig:
 
 
 @dataclass
-class Alertmanager:
+class Alertmanager(PromStyleDaemon):
     """Launcher and handle: point every alert at one webhook, read what it holds."""
 
     config: AlertmanagerConfig
@@ -61,10 +60,6 @@ class Alertmanager:
         return self.config.data_dir.resolve()
 
     @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.config.port}"
-
-    @property
     def address(self) -> str:
         """host:port, as Prometheus' alerting config wants it."""
         return f"127.0.0.1:{self.config.port}"
@@ -82,45 +77,15 @@ class Alertmanager:
         self.config_file.parent.mkdir(parents=True, exist_ok=True)
         if not self.config_file.exists():
             self._write_config(None)
-        if not self._daemon.running():
-            self._daemon.start(
-                [
-                    binary,
-                    f"--config.file={self.config_file}",
-                    f"--storage.path={self.data_dir / 'alertmanager' / 'data'}",
-                    f"--web.listen-address=127.0.0.1:{self.config.port}",
-                    "--cluster.listen-address=",
-                ]
-            )
-        wait_until(
-            self.ready,
-            timeout_s=self.config.start_timeout_s,
-            what=f"alertmanager ({self.url}/-/ready)",
-            log_path=self._daemon.log_file,
-            alive=self._daemon.running,
+        self._start_and_wait(
+            [
+                binary,
+                f"--config.file={self.config_file}",
+                f"--storage.path={self.data_dir / 'alertmanager' / 'data'}",
+                f"--web.listen-address=127.0.0.1:{self.config.port}",
+                "--cluster.listen-address=",
+            ]
         )
-
-    def down(self) -> None:
-        self._daemon.stop(grace_s=self.config.stop_grace_s)
-
-    def ready(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"{self.url}/-/ready", timeout=2) as resp:
-                return bool(resp.status == 200)
-        except (OSError, urllib.error.URLError):
-            return False
-
-    def status(self) -> ServiceStatus:
-        running = self._daemon.running()
-        return ServiceStatus(
-            name=self.name,
-            running=running,
-            ready=running and self.ready(),
-            endpoints={"http": self.url},
-        )
-
-    def env_lines(self) -> list[str]:
-        return [f"# alertmanager UI/API: {self.url}"]
 
     # --- test helpers --------------------------------------------------------------------
 

@@ -18,9 +18,12 @@ import signal
 import socket
 import subprocess
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 LOG_TAIL_LINES = 40
 _PR_SET_PDEATHSIG = 1
@@ -279,3 +282,51 @@ def _wait_gone(pid: int, binary_hint: str, timeout_s: float) -> bool:
             return True
         time.sleep(0.05)
     return not _is_our_process(pid, binary_hint)
+
+
+class PromStyleDaemon:
+    """What Prometheus and Alertmanager share as local daemons: one process, an HTTP
+    ``/-/ready`` endpoint on loopback, the same start wait, stop and status. Subclasses (plain
+    dataclasses) give ``name``, ``config`` (``port``, ``start_timeout_s``, ``stop_grace_s``)
+    and ``_daemon``, and build their own command line."""
+
+    name: str
+    config: Any
+    _daemon: Daemon
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.config.port}"
+
+    def _start_and_wait(self, argv: list[str]) -> None:
+        if not self._daemon.running():
+            self._daemon.start(argv)
+        wait_until(
+            self.ready,
+            timeout_s=self.config.start_timeout_s,
+            what=f"{self.name} ({self.url}/-/ready)",
+            log_path=self._daemon.log_file,
+            alive=self._daemon.running,
+        )
+
+    def down(self) -> None:
+        self._daemon.stop(grace_s=self.config.stop_grace_s)
+
+    def ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.url}/-/ready", timeout=2) as resp:
+                return bool(resp.status == 200)
+        except (OSError, urllib.error.URLError):
+            return False
+
+    def status(self) -> ServiceStatus:
+        running = self._daemon.running()
+        return ServiceStatus(
+            name=self.name,
+            running=running,
+            ready=running and self.ready(),
+            endpoints={"http": self.url},
+        )
+
+    def env_lines(self) -> list[str]:
+        return [f"# {self.name} UI/API: {self.url}"]

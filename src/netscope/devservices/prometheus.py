@@ -21,10 +21,9 @@ from typing import Any
 
 from netscope.devservices.base import (
     Daemon,
+    PromStyleDaemon,
     ServiceError,
-    ServiceStatus,
     require_binary,
-    wait_until,
 )
 
 _INSTALL_HINT = "install it with scripts/install-system-deps.sh (Debian: prometheus)"
@@ -40,7 +39,7 @@ class PrometheusConfig:
 
 
 @dataclass
-class Prometheus:
+class Prometheus(PromStyleDaemon):
     """Launcher and handle: scrape-target control and PromQL queries."""
 
     config: PrometheusConfig
@@ -66,10 +65,6 @@ class Prometheus:
         return self.config.data_dir.resolve()
 
     @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.config.port}"
-
-    @property
     def config_file(self) -> Path:
         return self.data_dir / "prometheus" / "prometheus.yml"
 
@@ -82,45 +77,15 @@ class Prometheus:
         self.config_file.parent.mkdir(parents=True, exist_ok=True)
         if not self.config_file.exists():
             self._write_config()
-        if not self._daemon.running():
-            self._daemon.start(
-                [
-                    binary,
-                    f"--config.file={self.config_file}",
-                    f"--storage.tsdb.path={self.data_dir / 'prometheus' / 'tsdb'}",
-                    f"--web.listen-address=127.0.0.1:{self.config.port}",
-                    "--web.enable-lifecycle",
-                ]
-            )
-        wait_until(
-            self.ready,
-            timeout_s=self.config.start_timeout_s,
-            what=f"prometheus ({self.url}/-/ready)",
-            log_path=self._daemon.log_file,
-            alive=self._daemon.running,
+        self._start_and_wait(
+            [
+                binary,
+                f"--config.file={self.config_file}",
+                f"--storage.tsdb.path={self.data_dir / 'prometheus' / 'tsdb'}",
+                f"--web.listen-address=127.0.0.1:{self.config.port}",
+                "--web.enable-lifecycle",
+            ]
         )
-
-    def down(self) -> None:
-        self._daemon.stop(grace_s=self.config.stop_grace_s)
-
-    def ready(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"{self.url}/-/ready", timeout=2) as resp:
-                return bool(resp.status == 200)
-        except (OSError, urllib.error.URLError):
-            return False
-
-    def status(self) -> ServiceStatus:
-        running = self._daemon.running()
-        return ServiceStatus(
-            name=self.name,
-            running=running,
-            ready=running and self.ready(),
-            endpoints={"http": self.url},
-        )
-
-    def env_lines(self) -> list[str]:
-        return [f"# prometheus UI/API: {self.url}"]
 
     # --- test helpers --------------------------------------------------------------------
 

@@ -1,0 +1,237 @@
+"""Issue 15, items 1 and 2: faults mixed at random points, judged end to end.
+
+A seeded schedule (tests/faults/harness.py) of SIGKILLs (each restarted), a SIGTERM, a second
+and third instance joining and leaving the group, RGW killed, the PostgreSQL ledger
+restarted and upstream chaos, under continuous loadgen traffic with unique request_ids, on
+one to three `netscope run` processes sharing a PostgreSQL ledger. Afterwards the evidence
+(tests/faults/evidence.py) goes to tests/faults/checker.py: 0 missing, 0 doubled, every
+invalid message dead-lettered, no offset committed past an unaudited message, calls per key
+within what the ledger allows. The report is kept in test-artifacts/faults/<seed>.json.
+
+Replay a failure with its seed:
+``FAULT_SEED=<seed> pytest tests/integration/test_fault_schedule.py``.
+The long variant (``FAULT_LONG=1``, marked slow) runs 20+ kills (``FAULT_KILLS``).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from netscope.devservices.kafka import DURABLE
+from tests.faults import evidence
+from tests.faults.checker import check
+from tests.faults.harness import HUNG, MAX_ATTEMPTS, FaultRun, ScheduleSpec, sim_for
+
+pytestmark = pytest.mark.integration
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "faults"
+
+
+def _seed(default: int) -> int:
+    return int(os.environ.get("FAULT_SEED", default))
+
+
+def explain(
+    report: Any, audit: list[dict[str, Any]], arrivals: list[dict[str, Any]], t0_wall: float
+) -> dict[str, Any]:
+    """For each key called beyond what its records allow : its records and the
+    simulator's arrivals (seconds from the start of the fault schedule)."""
+    keys = list(report.calls_beyond_allowed)
+    out: dict[str, Any] = {}
+    for key in keys:
+        records = [
+            {
+                "kafka": r["kafka"],
+                "outcome": r.get("outcome"),
+                "status": r.get("status"),
+                "instance_id": r.get("instance_id"),
+                "attempts": r.get("attempts"),
+                "received_at": round(r["received_at"] - t0_wall, 2)
+                if r.get("received_at")
+                else None,
+                "completed_at": round(r["completed_at"] - t0_wall, 2)
+                if r.get("completed_at")
+                else None,
+                "after_lease_expiry": r.get("attempt_after_lease_expiry"),
+                "from_ledger": r.get("outcome_from_ledger"),
+            }
+            for r in audit
+            if r.get("idempotency_key") == key
+        ]
+        seen = [
+            {
+                "t": round(e["t"] - t0_wall, 2),
+                "outcome": e.get("outcome"),
+                "status": e.get("status"),
+            }
+            for e in arrivals
+            if e["headers"].get("idempotency-key") == key
+        ]
+        out[key] = {"records": records, "upstream_saw": seen}
+    return out
+
+
+def known_extra_calls(offending: dict[str, Any]) -> dict[str, set[str]]:
+    """Extra calls of the two known bugs (docs/reliability.md, "Faults"), by key:
+    ``hidden_retry_on_reset``: the upstream saw a reset and a second call that no attempt of
+    the record lists (aiohttp's silent retry of an idempotent request);
+    ``redelivery_after_release``: a refusal (429, 5xx) released the key, the message was
+    processed again (crash or rebalance before its offset was committed) and called again;
+    only one of the two runs' records survives the audit's exactly-once keys."""
+    known: dict[str, set[str]] = {"hidden_retry_on_reset": set(), "redelivery_after_release": set()}
+    for key, info in offending.items():
+        outcomes = [e["outcome"] for e in info["upstream_saw"]]
+        if "reset" in outcomes:
+            known["hidden_retry_on_reset"].add(key)
+        elif any(o != "ok" for o in outcomes):  # a refusal released the key
+            known["redelivery_after_release"].add(key)
+    return known
+
+
+async def run_schedule(
+    spec: ScheduleSpec, broker: Any, rgw: Any, bucket: str, postgres: Any, dsn: str, tmp_path: Path
+) -> dict[str, Any]:
+    topic = f"faults-{uuid.uuid4().hex[:10]}"
+    await broker.create_topic(topic, 4)
+    started = time.monotonic()
+    async with sim_for(spec.seed) as sim:
+        run = FaultRun(
+            spec=spec,
+            broker=broker,
+            rgw=rgw,
+            bucket=bucket,
+            postgres=postgres,
+            dsn=dsn,
+            sim=sim,
+            topic=topic,
+            root=tmp_path,
+        )
+        try:
+            await run.run()
+        finally:
+            print(f"FAULT_SEED={spec.seed} events:\n  " + "\n  ".join(run.log.events))
+        ev = await evidence.gather(
+            bootstrap=broker.bootstrap,
+            topic=topic,
+            dlq_topic=run.settings.kafka.dead_letter_topic,
+            group_id=run.settings.kafka.group_id,
+            audit_cfg=run.settings.audit,
+            sent=run.load.sent,
+            upstream_calls=sim.stats.by_idempotency_key,
+        )
+    report = check(
+        ev.produced,
+        ev.audit,
+        ev.dead_lettered,
+        ev.committed,
+        ev.upstream_calls,
+        max_attempts=MAX_ATTEMPTS,
+    )
+    per_key = Counter(ev.upstream_calls.values())
+    outcomes = Counter(r.get("outcome") for r in ev.audit if r.get("record_type") != "control")
+    doc = {
+        "seed": spec.seed,
+        "broker": broker.name,
+        "spec": run.log.spec,
+        "faults_injected": run.log.injected,
+        "schedule": run.log.schedule,
+        "events": run.log.events,
+        "exits": run.log.exits,
+        "unclean_exits": run.unclean_exits(),
+        "hung_logs": run.hung_logs(),
+        "tracebacks": run.tracebacks(),
+        "messages": len(ev.produced),
+        "invalid": sum(not m.valid for m in ev.produced),
+        "dlq_copies": ev.dlq_copies,
+        "outcomes": dict(outcomes),
+        "calls_per_key": {str(k): v for k, v in sorted(per_key.items())},
+        "takeovers": sum(bool(r.get("attempt_after_lease_expiry")) for r in ev.audit),
+        "from_ledger": sum(bool(r.get("outcome_from_ledger")) for r in ev.audit),
+        "settle_error": run.log.settle_error,
+        "load_s": round(run.log.load_s, 1),
+        "settle_s": round(run.log.settle_s, 1),
+        "total_s": round(time.monotonic() - started, 1),
+        "check": report.to_dict(),
+        "offending_keys": explain(report, ev.audit, list(sim.stats.recent), run.t0_wall),
+    }
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    out = ARTIFACTS / (
+        f"{spec.seed}.json" if broker.name == "tansu" else f"{spec.seed}-{broker.name}.json"
+    )
+    out.write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS))
+    summary = (
+        f"FAULT_SEED={spec.seed} on {broker.name}: faults {run.log.injected}, "
+        f"messages {doc['messages']}, missing {len(report.missing)}, doubled "
+        f"{len(report.doubled)}, calls per key {doc['calls_per_key']}, report {out}"
+    )
+    print(summary)
+    detail = orjson.dumps(report.to_dict()).decode()[:4000]
+    assert run.log.settle_error is None, f"{summary}: {run.log.settle_error}\n{detail}"
+    assert not (report.missing or report.doubled or report.not_dead_lettered), (
+        f"{summary}\n{detail}"
+    )
+    assert not report.committed_past_unaudited, f"{summary}\n{detail}"
+    codes = [c for exits in doc["unclean_exits"].values() for c in exits]
+    assert all(c == HUNG for c in codes), f"{summary}: unclean exits {doc['unclean_exits']}"
+    known_bugs = []
+    if codes:
+        known_bugs.append(f"sigterm_hang {len(codes)} ({', '.join(doc['hung_logs'])})")
+    if report.calls_beyond_allowed:
+        known = known_extra_calls(doc["offending_keys"])
+        unknown = set(report.calls_beyond_allowed) - set().union(*known.values())
+        assert not unknown, f"{summary}: unexplained extra calls {sorted(unknown)[:10]}\n{detail}"
+        known_bugs += [f"{name} {len(keys)}" for name, keys in known.items() if keys]
+    if known_bugs and not os.environ.get("FAULT_STRICT"):
+        pytest.xfail(
+            f"{summary}: known bugs (docs/reliability.md, Faults): {'; '.join(known_bugs)}"
+        )
+    assert report.ok and not codes, f"{summary}\n{detail}"
+    return doc
+
+
+async def test_mixed_faults_ci(
+    tansu_broker, rgw_faults, rgw_bucket, postgres, postgres_dsn, tmp_path: Path
+) -> None:
+    """The CI variant: ~8 SIGKILLs, a SIGTERM, a join/leave cycle of two more instances, RGW
+    down 15 s, a ledger restart and four upstream chaos windows in ~75 s of load (tansu)."""
+    spec = ScheduleSpec(
+        seed=_seed(1501), kills=int(os.environ.get("FAULT_KILLS", 8)), load_s=75.0, chaos_windows=5
+    )
+    await run_schedule(spec, tansu_broker, rgw_faults, rgw_bucket, postgres, postgres_dsn, tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1200)
+@pytest.mark.skipif(not os.environ.get("FAULT_LONG"), reason="long fault run: set FAULT_LONG=1")
+@pytest.mark.parametrize("broker_name", ["tansu", "noida"])
+async def test_mixed_faults_long(
+    broker_name: str,
+    request: pytest.FixtureRequest,
+    rgw_faults,
+    rgw_bucket,
+    postgres,
+    postgres_dsn,
+    tmp_path: Path,
+) -> None:
+    """20+ kills, two join/leave cycles, RGW down, two ledger restarts, six chaos windows."""
+    broker = request.getfixturevalue(f"{broker_name}_broker")
+    spec = ScheduleSpec(
+        seed=_seed(1502),
+        kills=int(os.environ.get("FAULT_KILLS", 22)),
+        sigterms=3,
+        load_s=200.0,
+        joins=2,
+        rgw_down_s=20.0,
+        pg_restarts=2,
+        chaos_windows=6,
+        broker_restarts=2 if DURABLE in broker.features else 0,
+    )
+    await run_schedule(spec, broker, rgw_faults, rgw_bucket, postgres, postgres_dsn, tmp_path)

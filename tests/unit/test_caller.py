@@ -315,6 +315,46 @@ async def test_read_timeout_when_the_upstream_accepts_and_never_answers(make_gua
     assert 0.19 <= elapsed < 2.5, elapsed
 
 
+async def test_a_reset_on_a_kept_alive_connection_reaches_the_upstream_once_per_attempt(
+    make_guard,
+):
+    """Every call the upstream sees is an attempt in the record. aiohttp re-sends an
+    idempotent request once, on its own, when a reused connection fails; that hidden call
+    bypassed the retry policy and budget and was in no record (found by the fault run)."""
+    arrivals: list[str] = []
+
+    async def on_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(Exception):
+            while head := await reader.readuntil(b"\r\n\r\n"):
+                key = next(
+                    line.split(b":", 1)[1].strip().decode()
+                    for line in head.split(b"\r\n")
+                    if line.lower().startswith(b"idempotency-key:")
+                )
+                arrivals.append(key)
+                if key.startswith("reset"):
+                    # RST, no answer: the request may or may not have been acted on.
+                    sock = writer.get_extra_info("socket")
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\0\0\0\0\0\0\0")
+                    writer.transport.abort()
+                    return
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                await writer.drain()
+
+    server = await asyncio.start_server(on_connection, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        guard, _ = await make_guard(f"http://127.0.0.1:{port}", **NO_RETRY)
+        warm = await guard.call(request(idempotency_key="warm-1"))  # leaves a kept-alive conn
+        assert warm.status == 200, warm
+        res = await guard.call(request(method="PUT", idempotency_key="reset-1"))
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert [a.error_class for a in res.attempts] == [ErrorClass.CONNECTION_RESET], res
+    assert arrivals.count("reset-1") == len(res.attempts) == 1, arrivals
+
+
 async def test_a_redirect_is_the_answer_and_is_never_followed(make_guard):
     elsewhere: list[str] = []
 

@@ -6,6 +6,7 @@ asserted as lower bounds only: a loaded CI box may be slower, never faster.
 
 from __future__ import annotations
 
+import gzip
 import time
 from collections.abc import AsyncIterator
 
@@ -13,7 +14,7 @@ import aiohttp
 import pytest
 import pytest_asyncio
 
-from netscope.tools.upstream_sim import SimConfig, UpstreamSim
+from netscope.tools.upstream_sim import GZIP_BOMB_INFLATED_BYTES, SimConfig, UpstreamSim
 
 
 # Function-scoped loop: the project default for async fixtures is the session loop.
@@ -129,6 +130,54 @@ async def test_hang_ends_after_hang_s(sim: UpstreamSim, http: aiohttp.ClientSess
     async with http.get(f"{sim.url}/x") as resp:
         assert resp.status == 200
     assert time.monotonic() - start >= 0.2
+
+
+async def test_slowloris_trickles_the_head_within_a_read_timeout(
+    sim: UpstreamSim, http: aiohttp.ClientSession
+) -> None:
+    """Each byte comes before a 0.5 s read timeout, so only a total deadline ends it."""
+    sim.config.apply_patch({"slowloris_rate": 1.0, "slowloris_interval_s": 0.05})
+    start = time.monotonic()
+    timeout = aiohttp.ClientTimeout(total=0.6, sock_read=0.5)
+    with pytest.raises(TimeoutError):
+        async with http.get(f"{sim.url}/x", timeout=timeout) as resp:
+            await resp.read()
+    assert time.monotonic() - start >= 0.6
+    assert sim.stats.by_path["/x"] == 1
+
+
+async def test_endless_body_never_ends_within_a_size_bound(
+    sim: UpstreamSim, http: aiohttp.ClientSession
+) -> None:
+    sim.config.endless_body_rate = 1.0
+    size = 0
+    async with http.get(f"{sim.url}/x") as resp:
+        assert resp.status == 200 and resp.headers["X-Sim-Outcome"] == "endless_body"
+        async for chunk in resp.content.iter_any():
+            size += len(chunk)
+            if size > 64 * 1024:
+                break
+    assert size > 64 * 1024
+
+
+async def test_gzip_bomb_is_small_on_the_wire_and_huge_inflated(
+    sim: UpstreamSim, http: aiohttp.ClientSession
+) -> None:
+    sim.config.gzip_bomb_rate = 1.0
+    async with http.get(f"{sim.url}/x", auto_decompress=False) as resp:
+        wire = await resp.read()
+        assert resp.headers["Content-Encoding"] == "gzip"
+    assert len(wire) < 256 * 1024
+    assert len(gzip.decompress(wire)) == GZIP_BOMB_INFLATED_BYTES
+
+
+async def test_redirect_points_at_another_host(
+    sim: UpstreamSim, http: aiohttp.ClientSession
+) -> None:
+    sim.config.apply_patch({"redirect_rate": 1.0, "redirect_location": "http://10.0.0.1/x"})
+    async with http.get(f"{sim.url}/x", allow_redirects=False) as resp:
+        assert resp.status == 302 and resp.headers["Location"] == "http://10.0.0.1/x"
+    assert sim.stats.by_outcome["redirect"] == 1
 
 
 async def test_stats_count_traffic_not_control(

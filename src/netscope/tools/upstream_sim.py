@@ -10,9 +10,13 @@ Everything under ``/_sim/`` is control plane and is never counted as traffic, so
 read ``/_sim/stats`` to assert what the gateway actually sent (e.g. "no calls while the
 breaker was open", "calls spaced per Retry-After", "traceparent propagated").
 
-Note for anyone counting resets: aiohttp's client silently retries an idempotent request
-(GET, PUT, DELETE, ...) once when the server drops the connection, so one reset GET from an
-aiohttp caller shows up here as two arrivals.
+Beyond refusals and hangs it plays the hostile upstreams a gateway must survive: headers
+trickled a byte at a time (slowloris), a body that never ends, a small gzip body that inflates
+to 64 MiB, and a redirect to another host (which a gateway must never follow).
+
+Note for anyone counting resets: a plain aiohttp client silently re-sends an idempotent
+request (GET, PUT, DELETE, ...) once when the server drops a kept-alive connection, so one
+reset GET from such a client shows up here as two arrivals (NetScope turns that off).
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
+import gzip
 import math
 import random
 import signal
@@ -43,14 +49,21 @@ OUTCOME_ERROR = "error"
 OUTCOME_429 = "rate_limited"
 OUTCOME_HANG = "hang"
 OUTCOME_RESET = "reset"
+OUTCOME_SLOWLORIS = "slowloris"
+OUTCOME_ENDLESS = "endless_body"
+OUTCOME_GZIP_BOMB = "gzip_bomb"
+OUTCOME_REDIRECT = "redirect"
+HOSTILE_RATES = ("slowloris_rate", "endless_body_rate", "gzip_bomb_rate", "redirect_rate")
+GZIP_BOMB_INFLATED_BYTES = 64 << 20
 
 
 @dataclass
 class SimConfig:
     """Knobs of the simulated upstream; every field can be patched live.
 
-    Fault draws happen in this order, each independently: reset, hang, 429, error; the
-    first that fires decides the outcome, otherwise the answer is 200.
+    Fault draws happen in this order, each independently: reset, hang, slowloris, endless
+    body, gzip bomb, redirect, 429, error; the first that fires decides the outcome,
+    otherwise the answer is 200.
     """
 
     latency_ms: float = 5.0
@@ -69,16 +82,32 @@ class SimConfig:
     # there; a client that gives up earlier cancels the hang.
     hang_s: float = 30.0
     reset_rate: float = 0.0
+    # Status line and headers sent one byte every slowloris_interval_s (until hang_s).
+    slowloris_rate: float = 0.0
+    slowloris_interval_s: float = 0.5
+    # 200, chunked, 1 KiB every 10 ms for as long as the client reads (until hang_s).
+    endless_body_rate: float = 0.0
+    # 200 with Content-Encoding: gzip, ~64 KiB on the wire, 64 MiB once inflated.
+    gzip_bomb_rate: float = 0.0
+    # 302 to redirect_location: another host (by default, a cloud metadata address).
+    redirect_rate: float = 0.0
+    redirect_location: str = "http://169.254.169.254/latest/meta-data/"
     response_bytes: int = 64
     seed: int | None = None
 
     def validate(self) -> None:
         """Raise ValueError naming the first bad field."""
-        for name in ("latency_ms", "latency_jitter_ms", "retry_after_s", "hang_s"):
+        for name in (
+            "latency_ms",
+            "latency_jitter_ms",
+            "retry_after_s",
+            "hang_s",
+            "slowloris_interval_s",
+        ):
             value = getattr(self, name)
             if not _is_number(value) or not math.isfinite(value) or value < 0:
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-        for name in ("error_rate", "rate_429", "hang_rate", "reset_rate"):
+        for name in ("error_rate", "rate_429", "hang_rate", "reset_rate", *HOSTILE_RATES):
             value = getattr(self, name)
             if not _is_number(value) or not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be a number in [0, 1], got {value!r}")
@@ -93,6 +122,8 @@ class SimConfig:
             )
         if not _is_int(self.response_bytes) or self.response_bytes < 0:
             raise ValueError(f"response_bytes must be an int >= 0, got {self.response_bytes!r}")
+        if not isinstance(self.redirect_location, str):
+            raise ValueError(f"redirect_location must be a string, got {self.redirect_location!r}")
         if self.seed is not None and not _is_int(self.seed):
             raise ValueError(f"seed must be an int or null, got {self.seed!r}")
 
@@ -322,6 +353,14 @@ class UpstreamSim:
             return OUTCOME_RESET
         if cfg.hang_rate and rand.random() < cfg.hang_rate:
             return OUTCOME_HANG
+        for rate, outcome in (
+            (cfg.slowloris_rate, OUTCOME_SLOWLORIS),
+            (cfg.endless_body_rate, OUTCOME_ENDLESS),
+            (cfg.gzip_bomb_rate, OUTCOME_GZIP_BOMB),
+            (cfg.redirect_rate, OUTCOME_REDIRECT),
+        ):
+            if rate and rand.random() < rate:
+                return outcome
         if cfg.rate_429 and rand.random() < cfg.rate_429:
             return OUTCOME_429
         if cfg.error_rate and rand.random() < cfg.error_rate:
@@ -343,13 +382,26 @@ class UpstreamSim:
                     await asyncio.wait_for(self._closing.wait(), self.config.hang_s)
             elif latency_s > 0:
                 await asyncio.sleep(latency_s)
-            if outcome == OUTCOME_RESET:
+            if outcome == OUTCOME_SLOWLORIS:
+                await self._slowloris(request)
+            if outcome in (OUTCOME_RESET, OUTCOME_SLOWLORIS):
                 if request.transport is not None:
                     request.transport.abort()
                 # Nothing may be written after the abort; cancelling is how aiohttp lets
                 # a handler end without a response.
                 raise asyncio.CancelledError
             headers = {"X-Sim-Outcome": outcome}
+            if outcome == OUTCOME_ENDLESS:
+                status = 200
+                return await self._endless(request, headers)
+            if outcome == OUTCOME_GZIP_BOMB:
+                status = 200
+                headers["Content-Encoding"] = "gzip"
+                return web.Response(status=200, body=_gzip_bomb(), headers=headers)
+            if outcome == OUTCOME_REDIRECT:
+                status = 302
+                headers["Location"] = self.config.redirect_location
+                return web.Response(status=302, headers=headers)
             if outcome == OUTCOME_429:
                 status = 429
                 headers["Retry-After"] = _retry_after(self.config.retry_after_s)
@@ -365,6 +417,32 @@ class UpstreamSim:
             self.stats.in_flight -= 1
             self.stats.record_outcome(entry, outcome, status)
             self.stats.finish(outcome, status)
+
+    async def _slowloris(self, request: web.Request) -> None:
+        """Trickle a response head a byte at a time, each byte within any read timeout."""
+        head = b"HTTP/1.1 200 OK\r\nX-Sim-Outcome: slowloris\r\n" + b"X-Pad: " + b"x" * 4096
+        until = time.monotonic() + self.config.hang_s
+        for byte in head:
+            transport = request.transport
+            if transport is None or transport.is_closing() or time.monotonic() >= until:
+                return
+            transport.write(bytes((byte,)))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._closing.wait(), self.config.slowloris_interval_s)
+            if self._closing.is_set():
+                return
+
+    async def _endless(self, request: web.Request, headers: dict[str, str]) -> web.StreamResponse:
+        resp = web.StreamResponse(status=200, headers=headers)
+        resp.enable_chunked_encoding()
+        await resp.prepare(request)
+        until = time.monotonic() + self.config.hang_s
+        chunk = b"x" * 1024
+        with contextlib.suppress(ConnectionError):
+            while time.monotonic() < until and not self._closing.is_set():
+                await resp.write(chunk)
+                await asyncio.sleep(0.01)
+        return resp
 
     def _body(self, request: web.Request, outcome: str, status: int) -> bytes:
         doc: dict[str, Any] = {
@@ -383,6 +461,11 @@ class UpstreamSim:
             doc["pad"] = "x" * max(0, missing - 9)
             body = orjson.dumps(doc)
         return body
+
+
+@functools.cache
+def _gzip_bomb() -> bytes:
+    return gzip.compress(bytes(GZIP_BOMB_INFLATED_BYTES), compresslevel=9)
 
 
 def _retry_after(seconds: float) -> str:
@@ -426,6 +509,19 @@ def upstream_sim_command(
     hang_rate: Annotated[float, typer.Option(help="Share that never answers.")] = 0.0,
     hang_s: Annotated[float, typer.Option(help="How long a hang lasts at most.")] = 30.0,
     reset_rate: Annotated[float, typer.Option(help="Share whose connection is reset.")] = 0.0,
+    slowloris_rate: Annotated[
+        float, typer.Option(help="Share whose headers trickle a byte at a time.")
+    ] = 0.0,
+    endless_body_rate: Annotated[float, typer.Option(help="Share with a never-ending body.")] = 0.0,
+    gzip_bomb_rate: Annotated[
+        float, typer.Option(help="Share answered with a gzip body inflating to 64 MiB.")
+    ] = 0.0,
+    redirect_rate: Annotated[
+        float, typer.Option(help="Share answered 302 to --redirect-location.")
+    ] = 0.0,
+    redirect_location: Annotated[
+        str, typer.Option(help="Where redirects point (another host).")
+    ] = "http://169.254.169.254/latest/meta-data/",
     response_bytes: Annotated[int, typer.Option(help="Approximate response body size.")] = 64,
     seed: Annotated[int | None, typer.Option(help="Seed for reproducible faults.")] = None,
 ) -> None:
@@ -441,6 +537,11 @@ def upstream_sim_command(
         hang_rate=hang_rate,
         hang_s=hang_s,
         reset_rate=reset_rate,
+        slowloris_rate=slowloris_rate,
+        endless_body_rate=endless_body_rate,
+        gzip_bomb_rate=gzip_bomb_rate,
+        redirect_rate=redirect_rate,
+        redirect_location=redirect_location,
         response_bytes=response_bytes,
         seed=seed,
     )

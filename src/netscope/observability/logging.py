@@ -20,10 +20,18 @@ def setup_logging(level: str = "info", fmt: str = "json") -> None:
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
+    # Tracebacks as plain text, never with local variables: a library's frame may hold a
+    # DSN, a password or a message's Authorization header (rich's default shows locals; the
+    # fault run caught asyncpg's reconnect warnings printing its connect arguments).
     renderer: structlog.types.Processor = (
         structlog.processors.JSONRenderer()
         if fmt == "json"
-        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+        else structlog.dev.ConsoleRenderer(
+            colors=sys.stderr.isatty(), exception_formatter=structlog.dev.plain_traceback
+        )
+    )
+    render: list[structlog.types.Processor] = (
+        [structlog.processors.format_exc_info, renderer] if fmt == "json" else [renderer]
     )
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
@@ -34,7 +42,7 @@ def setup_logging(level: str = "info", fmt: str = "json") -> None:
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=shared,
-            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *render],
         )
     )
     root = logging.getLogger()

@@ -15,8 +15,12 @@ Faults:
 - ``rgw_down``: radosgw SIGKILLed for a drawn duration, then started;
 - ``pg_restart``: the PostgreSQL ledger stopped, then started;
 - ``broker_restart``: the broker SIGKILLed, then started (only on a durable broker: noida);
+- ``disk_full``: while RGW is down (so the spool takes every batch), slot 0's spool disk (a
+  32 MiB tmpfs of its own, mounted when run as root) is filled to its last byte by a ballast
+  file, then the ballast is deleted;
 - ``chaos``: the upstream simulator turns hostile for a while (latency past the deadline,
-  5xx bursts, 429 with Retry-After, connection resets, hangs).
+  5xx bursts, 429 with Retry-After, connection resets, hangs, slowloris headers, an endless
+  body, a gzip bomb, a redirect to another host).
 
 At the end every slot that ever ran is running again (a stopped host's spool is drained only
 by that host: the operational model of the spool), traffic stops, the group commits to the
@@ -31,7 +35,9 @@ import contextlib
 import json
 import os
 import random
+import shutil
 import signal
+import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -65,6 +71,10 @@ CHAOS: dict[str, dict[str, Any]] = {
     "429": {"rate_429": 0.5, "retry_after_s": 0.3},
     "reset": {"reset_rate": 0.3},
     "hang": {"hang_rate": 0.3},
+    "slowloris": {"slowloris_rate": 0.3},  # headers a byte every 0.5 s: only the deadline cuts
+    "endless_body": {"endless_body_rate": 0.3},
+    "gzip_bomb": {"gzip_bomb_rate": 0.3},  # 64 KiB on the wire, 64 MiB inflated
+    "redirect": {"redirect_rate": 0.3},  # to another host, which must never be called
 }
 
 
@@ -92,6 +102,8 @@ class ScheduleSpec:
     chaos_windows: int = 4
     rate_per_s: float = 40.0
     broker_restarts: int = 0  # SIGKILL + start; only on a durable broker (noida)
+    disk_full: bool = True  # inside the RGW outage; needs root for the tmpfs (else skipped)
+    chaos_sequential: bool = False  # windows one after another (each kind alone), not drawn
 
 
 def draw_schedule(spec: ScheduleSpec) -> list[Fault]:
@@ -132,17 +144,23 @@ def draw_schedule(spec: ScheduleSpec) -> list[Fault]:
             )
         )
     if spec.rgw_down_s:
-        faults.append(
-            Fault(
-                rand.uniform(lo, max(lo, hi - spec.rgw_down_s)), "rgw_down", hold_s=spec.rgw_down_s
-            )
-        )
+        at = rand.uniform(lo, max(lo, hi - spec.rgw_down_s))
+        faults.append(Fault(at, "rgw_down", hold_s=spec.rgw_down_s))
+        if spec.disk_full:
+            faults.append(Fault(at + 1.0, "disk_full", 0, hold_s=max(2.0, spec.rgw_down_s - 4)))
     for _ in range(spec.pg_restarts):
         faults.append(Fault(rand.uniform(lo, hi), "pg_restart", hold_s=rand.uniform(1.0, 4.0)))
     for _ in range(spec.broker_restarts):
         faults.append(Fault(rand.uniform(lo, hi), "broker_restart", hold_s=rand.uniform(1.0, 3.0)))
     kinds = list(CHAOS)
     rand.shuffle(kinds)
+    if spec.chaos_sequential and spec.chaos_windows:
+        slot_s = (hi - lo) / spec.chaos_windows
+        for i in range(spec.chaos_windows):
+            at = lo + i * slot_s
+            hold = slot_s - 1.0  # a breath between two kinds: each one alone
+            faults.append(Fault(at, "chaos", hold_s=hold, chaos=kinds[i % len(kinds)]))
+        return sorted(faults, key=lambda f: f.at_s)
     for i in range(spec.chaos_windows):
         faults.append(
             Fault(
@@ -201,11 +219,17 @@ class Instance:
         text += "[ledger]\n" + "".join(f"{k} = {_toml_value(v)}\n" for k, v in ledger.items())
         self.config = self.dir / "netscope.toml"
         self.config.write_text(text)
+        self.spool = self.dir / "spool"
+        self.spool_mounted = False
         self.env = env
         self.proc: asyncio.subprocess.Process | None = None
         self.generation = 0
         self.ever_started = False
         self.exits: list[int | str] = []  # return codes (or HUNG), in order
+        # Exits nobody asked for (a crash): (return code, log), found by a watcher task.
+        self.unexpected: list[tuple[int, str]] = []
+        self._signalled: asyncio.subprocess.Process | None = None
+        self._watchers: set[asyncio.Task[None]] = set()
         self.hung_logs: list[str] = []  # the logs of runs that did not stop on SIGTERM
         self.lock = asyncio.Lock()
 
@@ -234,6 +258,14 @@ class Instance:
                 stderr=err,
             )
         self.ever_started = True
+        watcher = asyncio.create_task(self._watch(self.proc, str(self.log)))
+        self._watchers.add(watcher)
+        watcher.add_done_callback(self._watchers.discard)
+
+    async def _watch(self, proc: asyncio.subprocess.Process, log: str) -> None:
+        code = await proc.wait()
+        if self._signalled is not proc:
+            self.unexpected.append((code, log))
 
     async def signal(self, sig: signal.Signals, timeout_s: float = 45.0) -> int | str | None:
         """Send ``sig`` and wait for the exit. A process still there ``timeout_s`` later is
@@ -242,6 +274,7 @@ class Instance:
         if not self.running:
             return None
         assert self.proc is not None
+        self._signalled = self.proc
         self.proc.send_signal(sig)
         try:
             code: int | str = await asyncio.wait_for(self.proc.wait(), timeout_s)
@@ -254,6 +287,25 @@ class Instance:
             code = TERM_AT_STARTUP  # before its handler was installed: nothing was consumed
         self.exits.append(code)
         return code
+
+    def mount_spool(self, size_mib: int = 32) -> bool:
+        """Put this slot's spool on a small tmpfs of its own, so filling it is a real ENOSPC
+        and not the whole machine's disk. Root only; False when it cannot."""
+        if os.geteuid() != 0:
+            return False
+        self.spool.mkdir(parents=True, exist_ok=True)
+        done = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size_mib}m", "tmpfs", str(self.spool)],
+            capture_output=True,
+            check=False,
+        )
+        self.spool_mounted = done.returncode == 0
+        return self.spool_mounted
+
+    def unmount_spool(self) -> None:
+        if self.spool_mounted:
+            subprocess.run(["umount", "-l", str(self.spool)], capture_output=True, check=False)
+            self.spool_mounted = False
 
     def _had_partitions(self) -> bool:
         return "assigned ['" in self.log.read_text(errors="replace")
@@ -389,6 +441,7 @@ class FaultRun:
             inst = await self._target(fault)
             async with inst.lock:
                 if not inst.running:
+                    note(f"{fault.kind} skipped: slot {inst.slot} is not running")
                     return
                 sig = signal.SIGKILL if fault.kind == "sigkill" else signal.SIGTERM
                 code = await inst.signal(sig)
@@ -430,6 +483,18 @@ class FaultRun:
             await asyncio.sleep(fault.hold_s)
             await asyncio.to_thread(self.broker.up)
             note(f"broker {self.broker.name} started")
+        elif fault.kind == "disk_full":
+            inst = self.instances[fault.slot]
+            if not inst.spool_mounted:
+                note("disk_full skipped: the spool is not on its own tmpfs (needs root)")
+                return
+            ballast = inst.spool / "ballast"
+            filled = await asyncio.to_thread(_fill, ballast)
+            self._count("disk_full")
+            note(f"slot {inst.slot} spool disk filled ({filled} bytes of ballast, 0 free)")
+            await asyncio.sleep(fault.hold_s)
+            ballast.unlink(missing_ok=True)
+            note(f"slot {inst.slot} spool disk freed")
         elif fault.kind == "chaos":
             self.sim.config.apply_patch(CHAOS[fault.chaos])
             self._count(f"chaos_{fault.chaos}")
@@ -441,6 +506,8 @@ class FaultRun:
     async def run(self) -> dict[int, int]:
         """Load + faults, then heal, settle and stop; returns the produced ends."""
         first = self.instances[0]
+        if any(f.kind == "disk_full" for f in self.schedule) and not first.mount_spool():
+            self.log.note(time.monotonic(), "no tmpfs for slot 0's spool: disk_full skipped")
         async with httpx.AsyncClient() as http:
             try:
                 await first.start()
@@ -471,8 +538,10 @@ class FaultRun:
                 for inst in self.instances:
                     if inst.running:
                         assert inst.proc is not None
+                        inst._signalled = inst.proc
                         inst.proc.kill()
                         await inst.proc.wait()
+                    inst.unmount_spool()
                 self.log.exits = {i.slot: i.exits for i in self.instances}
         return dict(self.load.ends)
 
@@ -517,6 +586,21 @@ class FaultRun:
         }
         return {slot: codes for slot, codes in bad.items() if codes}
 
+    def crashes(self) -> list[tuple[int, int, str]]:
+        """(slot, return code, log) of every exit no fault asked for."""
+        return [(i.slot, code, log) for i in self.instances for code, log in i.unexpected]
+
+    def keep_logs(self, dest: Path) -> list[str]:
+        """Copy every process log to ``dest`` (pytest's tmp dirs rotate away); their paths."""
+        dest.mkdir(parents=True, exist_ok=True)
+        kept = []
+        for inst in self.instances:
+            for log in sorted(inst.dir.glob("run*.log")):
+                target = dest / f"slot{inst.slot}-{log.name}"
+                shutil.copyfile(log, target)
+                kept.append(str(target))
+        return kept
+
     def hung_logs(self) -> list[str]:
         return [log for inst in self.instances for log in inst.hung_logs]
 
@@ -528,6 +612,19 @@ class FaultRun:
                 if "Traceback (most recent call last)" in log.read_text(errors="replace"):
                     out.append(str(log))
         return out
+
+
+def _fill(path: Path) -> int:
+    """Fill the file system holding ``path`` to its last byte; returns the ballast's size."""
+    size = shutil.disk_usage(path.parent).free
+    with path.open("wb") as f:
+        while size > 0:
+            try:
+                os.posix_fallocate(f.fileno(), 0, size)
+                break
+            except OSError:  # rounding: a block less
+                size -= 4096
+    return size
 
 
 def sim_for(seed: int) -> UpstreamSim:

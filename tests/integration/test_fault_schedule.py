@@ -26,9 +26,10 @@ import orjson
 import pytest
 
 from netscope.devservices.kafka import DURABLE
+from netscope.tools.upstream_sim import UpstreamSim
 from tests.faults import evidence
 from tests.faults.checker import check
-from tests.faults.harness import HUNG, MAX_ATTEMPTS, FaultRun, ScheduleSpec, sim_for
+from tests.faults.harness import CHAOS, HUNG, MAX_ATTEMPTS, FaultRun, ScheduleSpec, sim_for
 
 pytestmark = pytest.mark.integration
 
@@ -97,12 +98,22 @@ def known_extra_calls(offending: dict[str, Any]) -> dict[str, set[str]]:
 
 
 async def run_schedule(
-    spec: ScheduleSpec, broker: Any, rgw: Any, bucket: str, postgres: Any, dsn: str, tmp_path: Path
+    spec: ScheduleSpec,
+    broker: Any,
+    rgw: Any,
+    bucket: str,
+    postgres: Any,
+    dsn: str,
+    tmp_path: Path,
+    *,
+    name: str | None = None,
 ) -> dict[str, Any]:
     topic = f"faults-{uuid.uuid4().hex[:10]}"
     await broker.create_topic(topic, 4)
     started = time.monotonic()
-    async with sim_for(spec.seed) as sim:
+    # The host the simulator's redirects point at: NetScope must never follow them there.
+    async with UpstreamSim() as elsewhere, sim_for(spec.seed) as sim:
+        sim.config.redirect_location = f"{elsewhere.url}/stolen"
         run = FaultRun(
             spec=spec,
             broker=broker,
@@ -147,6 +158,7 @@ async def run_schedule(
         "exits": run.log.exits,
         "unclean_exits": run.unclean_exits(),
         "hung_logs": run.hung_logs(),
+        "crashes": run.crashes(),
         "tracebacks": run.tracebacks(),
         "messages": len(ev.produced),
         "invalid": sum(not m.valid for m in ev.produced),
@@ -160,12 +172,13 @@ async def run_schedule(
         "settle_s": round(run.log.settle_s, 1),
         "total_s": round(time.monotonic() - started, 1),
         "check": report.to_dict(),
+        "upstream_outcomes": dict(sim.stats.by_outcome),
+        "redirect_target_calls": elsewhere.stats.total,
         "offending_keys": explain(report, ev.audit, list(sim.stats.recent), run.t0_wall),
     }
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    out = ARTIFACTS / (
-        f"{spec.seed}.json" if broker.name == "tansu" else f"{spec.seed}-{broker.name}.json"
-    )
+    name = f"{name or spec.seed}" + ("" if broker.name == "tansu" else f"-{broker.name}")
+    doc["logs"] = run.keep_logs(ARTIFACTS / f"{name}-logs")
+    out = ARTIFACTS / f"{name}.json"
     out.write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS))
     summary = (
         f"FAULT_SEED={spec.seed} on {broker.name}: faults {run.log.injected}, "
@@ -179,6 +192,8 @@ async def run_schedule(
         f"{summary}\n{detail}"
     )
     assert not report.committed_past_unaudited, f"{summary}\n{detail}"
+    assert doc["redirect_target_calls"] == 0, f"{summary}: a redirect was followed"
+    assert not doc["crashes"], f"{summary}: processes exited on their own {doc['crashes']}"
     codes = [c for exits in doc["unclean_exits"].values() for c in exits]
     assert all(c == HUNG for c in codes), f"{summary}: unclean exits {doc['unclean_exits']}"
     known_bugs = []
@@ -197,13 +212,60 @@ async def run_schedule(
     return doc
 
 
+# Each fault alone, on one schedule each (short): a mixed run's failure is easier to read
+# once every single fault is known to pass on its own.
+ALONE = {
+    "sigkill": {"kills": 6},
+    "sigterm": {"sigterms": 3},
+    "membership": {"joins": 1},
+    "rgw_down_disk_full": {"rgw_down_s": 12.0, "disk_full": True},
+    "ledger_restart": {"pg_restarts": 2},
+    "upstream": {"chaos_windows": len(CHAOS), "chaos_sequential": True},
+}
+NOTHING = {
+    "kills": 0, "sigterms": 0, "joins": 0, "rgw_down_s": 0.0, "pg_restarts": 0,
+    "chaos_windows": 0, "broker_restarts": 0, "disk_full": False,
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("fault", list(ALONE))
+async def test_each_fault_alone(
+    fault: str, tansu_broker, rgw_faults, rgw_bucket, postgres, postgres_dsn, tmp_path: Path
+) -> None:
+    load_s = 10.0 + 5.0 * len(CHAOS) if fault == "upstream" else 35.0
+    spec = ScheduleSpec(seed=_seed(1510), load_s=load_s, **(NOTHING | ALONE[fault]))
+    doc = await run_schedule(
+        spec, tansu_broker, rgw_faults, rgw_bucket, postgres, postgres_dsn, tmp_path,
+        name=f"alone-{fault}",
+    )  # fmt: skip
+    if fault == "upstream":  # every hostile kind really met traffic
+        seen = set(doc["upstream_outcomes"])
+        want = {"reset", "hang", "slowloris", "endless_body", "gzip_bomb", "redirect"}
+        want |= {"rate_limited", "error"}
+        assert want <= seen, f"chaos kinds that met no request: {sorted(want - seen)}"
+
+
+async def test_broker_restart_alone(
+    noida_broker, rgw_faults, rgw_bucket, postgres, postgres_dsn, tmp_path: Path
+) -> None:
+    """SIGKILL of the broker that keeps data across restarts (noida), twice, under load."""
+    spec = ScheduleSpec(seed=_seed(1511), load_s=40.0, **(NOTHING | {"broker_restarts": 2}))
+    await run_schedule(
+        spec, noida_broker, rgw_faults, rgw_bucket, postgres, postgres_dsn, tmp_path,
+        name="alone-broker_restart",
+    )  # fmt: skip
+
+
 async def test_mixed_faults_ci(
     tansu_broker, rgw_faults, rgw_bucket, postgres, postgres_dsn, tmp_path: Path
 ) -> None:
     """The CI variant: ~8 SIGKILLs, a SIGTERM, a join/leave cycle of two more instances, RGW
     down 15 s, a ledger restart and four upstream chaos windows in ~75 s of load (tansu)."""
     spec = ScheduleSpec(
-        seed=_seed(1501), kills=int(os.environ.get("FAULT_KILLS", 8)), load_s=75.0, chaos_windows=5
+        seed=_seed(1501),
+        kills=int(os.environ.get("FAULT_KILLS", 8)),
+        load_s=75.0,
+        chaos_windows=len(CHAOS),
     )
     await run_schedule(spec, tansu_broker, rgw_faults, rgw_bucket, postgres, postgres_dsn, tmp_path)
 
@@ -231,7 +293,7 @@ async def test_mixed_faults_long(
         joins=2,
         rgw_down_s=20.0,
         pg_restarts=2,
-        chaos_windows=6,
+        chaos_windows=2 * len(CHAOS),
         broker_restarts=2 if DURABLE in broker.features else 0,
     )
     await run_schedule(spec, broker, rgw_faults, rgw_bucket, postgres, postgres_dsn, tmp_path)

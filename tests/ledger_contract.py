@@ -38,21 +38,37 @@ def key(name: str, upstream: str = "billing") -> LedgerKey:
 
 
 def request(
-    k: LedgerKey, token: str | None = None, *, lease_s: float = LEASE_S, ttl_s: float = TTL_S
+    k: LedgerKey,
+    token: str | None = None,
+    *,
+    lease_s: float = LEASE_S,
+    ttl_s: float = TTL_S,
+    ref: str | None = None,
 ) -> ClaimRequest:
-    return ClaimRequest(k, token or uuid.uuid4().hex, lease_s, ttl_s)
+    return ClaimRequest(k, token or uuid.uuid4().hex, lease_s, ttl_s, audit_ref=ref)
 
 
-def completion(at: float, *, outcome: str = "success", status: int | None = 200) -> Completion:
-    return Completion(outcome, status, attempts=2, audit_ref="calls/3/1042", completed_at=at)
+def completion(
+    at: float,
+    *,
+    outcome: str = "success",
+    status: int | None = 200,
+    audit_ref: str = "calls/3/1042",
+) -> Completion:
+    return Completion(outcome, status, attempts=2, audit_ref=audit_ref, completed_at=at)
 
 
 def complete(r: ClaimRequest, at: float, **kw: object) -> Settle:
     return Settle(r.key, r.token, completion(at, **kw), r.ttl_s)  # type: ignore[arg-type]
 
 
-def release(r: ClaimRequest) -> Settle:
-    return Settle(r.key, r.token, None, r.ttl_s)
+def refusal(at: float, ref: str | None) -> Completion:
+    return Completion("http_error", 429, attempts=1, audit_ref=ref or "calls/3/7", completed_at=at)
+
+
+def release(r: ClaimRequest, at: float = T0) -> Settle:
+    """The claim's call was refused (429): released, kept with the refusal under its ref."""
+    return Settle(r.key, r.token, refusal(at, r.audit_ref), r.ttl_s, done=False)
 
 
 class LedgerContract:
@@ -337,8 +353,9 @@ class LedgerContract:
     async def test_claims_racing_releases_always_answer_consistently(
         self, ledger: Ledger, other_ledger: Ledger
     ) -> None:
-        # A key released (deleted) between another claim's upsert and its read of the row
-        # must still get a true answer: the claim asks again rather than answering nothing.
+        # A key released (free for any other claim) between another claim's upsert and its
+        # read of the row must still get a true answer: the claim asks again rather than
+        # answering nothing or waiting on it.
         async def worker(store: Ledger, n: int) -> Counter[ClaimResult]:
             seen: Counter[ClaimResult] = Counter()
             for _ in range(n):
@@ -375,13 +392,109 @@ class LedgerContract:
         entry = (await ledger.get([r.key]))[r.key]
         assert entry.completion is not None and entry.completion.status is None
 
-    async def test_release_deletes_and_the_key_can_be_claimed_again(self, ledger: Ledger) -> None:
-        r = request(key("k1"))
+    async def test_release_keeps_the_refusal_under_its_ref(self, ledger: Ledger) -> None:
+        r = request(key("k1"), ref="calls/0/17", ttl_s=600.0)
         await ledger.claim([r], T0)
-        assert await ledger.settle([release(r)], T0 + 1) == [True]
-        assert await ledger.get([r.key]) == {}
-        [again] = await ledger.claim([request(key("k1"))], T0 + 2)
-        assert again.result is ClaimResult.CLAIMED
+        assert await ledger.settle([release(r, T0 + 0.5)], T0 + 1) == [True]
+        entry = (await ledger.get([r.key]))[r.key]
+        assert entry.state is EntryState.RELEASED
+        assert entry.completion == refusal(T0 + 0.5, "calls/0/17")
+        assert entry.token == r.token and entry.created_at == T0
+        assert entry.lease_until is None and entry.expires_at == T0 + 1 + 600.0
+        assert await ledger.find("k1") == [entry]
+
+    async def test_a_released_key_claimed_with_its_own_ref_is_released_here(
+        self, ledger: Ledger
+    ) -> None:
+        # The same message handled again (a redelivery): not called, the refusal answers.
+        r = request(key("k1"), ref="calls/0/17")
+        await ledger.claim([r], T0)
+        await ledger.settle([release(r)], T0 + 1)
+        stored = await ledger.get([r.key])
+        for at in (T0 + 2, T0 + 1 + TTL_S - 0.001):
+            [again] = await ledger.claim([request(key("k1"), ref="calls/0/17")], at)
+            assert again.result is ClaimResult.RELEASED_HERE
+            assert again.entry == stored[r.key]
+        assert await ledger.get([r.key]) == stored  # answered without a write
+
+    async def test_a_released_key_claimed_with_another_ref_is_claimed_afresh(
+        self, ledger: Ledger
+    ) -> None:
+        # Another message with the key, a replay of this one (its ref names the run), or a
+        # claim without a ref: called again, that is what releasing means.
+        for other_ref in ("calls/0/18", "replay=r1:calls/0/17", None):
+            r = request(key("k1"), ref="calls/0/17")
+            await ledger.claim([r], T0)
+            assert await ledger.settle([release(r)], T0 + 1) == [True]
+            fresh = request(key("k1"), ref=other_ref)
+            [claim] = await ledger.claim([fresh], T0 + 2)
+            assert claim.result is ClaimResult.CLAIMED, other_ref
+            entry = claim.entry
+            assert entry is not None
+            assert entry.state is EntryState.IN_PROGRESS and entry.token == fresh.token
+            assert entry.created_at == T0 + 2 and entry.lease_until == T0 + 2 + LEASE_S
+            assert entry.takeovers == 0 and entry.completion is None
+            assert entry.expires_at is None
+            assert await ledger.get([r.key]) == {r.key: entry}
+            # The new holder settles; the old ref is no longer "here".
+            assert await ledger.settle([complete(fresh, T0 + 3)], T0 + 3) == [True]
+            [late] = await ledger.claim([request(key("k1"), ref="calls/0/17")], T0 + 4)
+            assert late.result is ClaimResult.COMPLETED
+            await ledger.sweep(T0 + 4 + TTL_S)  # next round starts from nothing
+
+    async def test_a_released_key_past_its_ttl_is_claimed_afresh_even_here(
+        self, ledger: Ledger
+    ) -> None:
+        r = request(key("k1"), ref="calls/0/17", ttl_s=60.0)
+        await ledger.claim([r], T0)
+        await ledger.settle([release(r)], T0 + 1)
+        mine = request(key("k1"), ref="calls/0/17")
+        [claim] = await ledger.claim([mine], T0 + 61)  # expires_at <= now
+        assert claim.result is ClaimResult.CLAIMED
+        assert claim.entry is not None and claim.entry.token == mine.token
+
+    async def test_a_released_key_answers_its_ref_within_a_batch(self, ledger: Ledger) -> None:
+        r = request(key("k1"), ref="calls/0/17")
+        await ledger.claim([r], T0)
+        await ledger.settle([release(r)], T0 + 1)
+        here, here_too, other = (request(key("k1"), ref=x) for x in ("calls/0/17",) * 2 + (None,))
+        claims = await ledger.claim([here, here_too, other], T0 + 2)
+        assert [c.result for c in claims] == [
+            ClaimResult.RELEASED_HERE,
+            ClaimResult.RELEASED_HERE,
+            ClaimResult.IN_PROGRESS,  # decided by the first: ask again
+        ]
+        [retry] = await ledger.claim([other], T0 + 2.2)
+        assert retry.result is ClaimResult.CLAIMED
+        # Claimed afresh by the first of a batch: the later same-ref requests wait on it.
+        await ledger.settle([release(other)], T0 + 3)
+        twice = [request(key("k1"), ref="calls/0/17") for _ in range(2)]
+        claims = await ledger.claim(twice, T0 + 4)
+        assert [c.result for c in claims] == [ClaimResult.CLAIMED, ClaimResult.IN_PROGRESS]
+
+    async def test_a_released_key_has_one_winner_among_other_refs(
+        self, ledger: Ledger, other_ledger: Ledger
+    ) -> None:
+        for round_ in range(5):
+            now = T0 + round_ * 10_000  # past every lease and TTL of the round before
+            first = request(key("hot"), ref=f"calls/0/{round_}")  # the refused message
+            await ledger.claim([first], now)
+            assert await ledger.settle([release(first)], now) == [True]
+            ref = f"calls/0/{round_}"
+            contenders = [request(key("hot"), ref=f"replay=r{i}:{ref}") for i in range(8)]
+            mine = [request(key("hot"), ref=ref) for _ in range(4)]
+            claims = await asyncio.gather(
+                *(
+                    (ledger if i % 2 else other_ledger).claim([r], now + 1)
+                    for i, r in enumerate(contenders + mine)
+                )
+            )
+            results = Counter(c.result for [c] in claims[:8])
+            assert results[ClaimResult.CLAIMED] == 1, results
+            assert results[ClaimResult.IN_PROGRESS] == 7, results
+            # The refused message's own redeliveries: its refusal, or the new holder's claim.
+            for [c] in claims[8:]:
+                assert c.result in (ClaimResult.RELEASED_HERE, ClaimResult.IN_PROGRESS), c
 
     async def test_a_stale_token_cannot_complete_or_release(self, ledger: Ledger) -> None:
         crashed = request(key("k1"))
@@ -409,6 +522,12 @@ class LedgerContract:
         assert await ledger.settle([release(r)], T0) == [False]  # a completed key stays
         assert (await ledger.get([r.key]))[r.key].state is EntryState.COMPLETED
         assert await ledger.settle([release(request(key("never")))], T0) == [False]
+        released = request(key("k2"))
+        await ledger.claim([released], T0)
+        assert await ledger.settle([release(released)], T0) == [True]
+        assert await ledger.settle([release(released)], T0) == [False]
+        assert await ledger.settle([complete(released, T0)], T0) == [False]
+        assert (await ledger.get([released.key]))[released.key].state is EntryState.RELEASED
 
     async def test_a_settle_batch_answers_per_item(self, ledger: Ledger) -> None:
         a, b, c = request(key("a")), request(key("b")), request(key("c"))
@@ -420,8 +539,12 @@ class LedgerContract:
         )
         assert answers == [True, True, False, False, True]
         stored = await ledger.get([a.key, b.key, c.key])
-        assert list(stored) == [a.key]
-        assert stored[a.key].state is EntryState.COMPLETED
+        assert {k: e.state for k, e in stored.items()} == {
+            a.key: EntryState.COMPLETED,
+            b.key: EntryState.RELEASED,
+            c.key: EntryState.RELEASED,
+        }
+        assert stored[b.key].token == b.token  # the stale settle of b changed nothing
 
     async def test_stale_and_current_settles_of_one_key_in_one_batch(self, ledger: Ledger) -> None:
         crashed = request(key("k1"))
@@ -457,29 +580,36 @@ class LedgerContract:
 
     async def test_stats(self, ledger: Ledger) -> None:
         empty = await ledger.stats(T0)
-        assert (empty.in_progress, empty.completed, empty.expired_leases) == (0, 0, 0)
-        assert empty.oldest_completed_at is None
+        assert (empty.in_progress, empty.completed, empty.released) == (0, 0, 0)
+        assert empty.expired_leases == 0 and empty.oldest_completed_at is None
         assert empty.backend == ledger.description
-        rs = [request(key(f"k{i}")) for i in range(5)]
+        rs = [request(key(f"k{i}")) for i in range(6)]
         await ledger.claim(rs[:3], T0)  # leases until T0 + 30
         await ledger.claim(rs[3:], T0 + 20)  # leases until T0 + 50
-        await ledger.settle([complete(rs[0], T0 + 5), complete(rs[3], T0 + 21)], T0 + 22)
+        await ledger.settle(
+            [complete(rs[0], T0 + 5), complete(rs[3], T0 + 21), release(rs[5], T0 + 1)], T0 + 22
+        )
         stats = await ledger.stats(T0 + 40)
-        assert stats.in_progress == 3 and stats.completed == 2
+        assert stats.in_progress == 3 and stats.completed == 2 and stats.released == 1
         assert stats.expired_leases == 2  # k1, k2; k4 holds until T0 + 50
-        assert stats.oldest_completed_at == T0 + 5
+        assert stats.oldest_completed_at == T0 + 5  # completed keys only
 
-    async def test_sweep_deletes_only_completed_keys_past_their_ttl(self, ledger: Ledger) -> None:
+    async def test_sweep_deletes_only_settled_keys_past_their_ttl(self, ledger: Ledger) -> None:
         short = [request(key(f"s{i}"), ttl_s=10.0) for i in range(4)]
         long = [request(key(f"l{i}"), ttl_s=1_000.0) for i in range(2)]
         crashed = request(key("crashed"))
         await ledger.claim([*short, *long, crashed], T0)
-        await ledger.settle([complete(r, T0) for r in [*short, *long]], T0)
+        await ledger.settle(
+            [complete(r, T0) for r in [*short[:2], long[0]]]
+            + [release(r) for r in [*short[2:], long[1]]],
+            T0,
+        )
         assert await ledger.sweep(T0 + 9.9) == 0
-        assert await ledger.sweep(T0 + 10) == 4  # expires_at <= now
+        assert await ledger.sweep(T0 + 10) == 4  # expires_at <= now: 2 completed, 2 released
         assert await ledger.sweep(T0 + 10) == 0
         left = await ledger.get([r.key for r in [*short, *long, crashed]])
         assert set(left) == {long[0].key, long[1].key, crashed.key}  # a crashed lease stays
+        assert (await ledger.stats(T0 + 10)).released == 1
 
     async def test_sweep_deletes_a_backlog_larger_than_one_chunk(self, ledger: Ledger) -> None:
         batch = [request(key(f"k{i:05d}"), ttl_s=1.0) for i in range(6_000)]
@@ -489,16 +619,18 @@ class LedgerContract:
         assert await ledger.sweep(T0 + 2) == 6_000
         assert (await ledger.stats(T0 + 2)).completed == 0
 
-    async def test_purge_deletes_completed_keys_completed_before(self, ledger: Ledger) -> None:
-        rs = [request(key(f"k{i}")) for i in range(4)]
+    async def test_purge_deletes_settled_keys_settled_before(self, ledger: Ledger) -> None:
+        rs = [request(key(f"k{i}")) for i in range(5)]
         await ledger.claim(rs, T0)
         await ledger.settle(
-            [complete(rs[0], T0 + 1), complete(rs[1], T0 + 2), complete(rs[2], T0 + 3)], T0 + 3
-        )
+            [complete(rs[0], T0 + 1), complete(rs[1], T0 + 2), release(rs[2], T0 + 3),
+             complete(rs[3], T0 + 3)],
+            T0 + 3,
+        )  # fmt: skip
         assert await ledger.purge(T0 + 2) == 1  # strictly before
-        assert await ledger.purge(T0 + 3.5) == 2
+        assert await ledger.purge(T0 + 3.5) == 3  # the released key too
         left = await ledger.get([r.key for r in rs])
-        assert set(left) == {rs[3].key}  # in progress: never purged
+        assert set(left) == {rs[4].key}  # in progress: never purged
 
     # -- lifecycle ---------------------------------------------------------------------------
 

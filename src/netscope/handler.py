@@ -4,8 +4,11 @@ The handler never raises for bad input or a failing upstream: an invalid message
 dead-lettered and audited as ``invalid``; a call ends in an outcome from the caller, which is
 total. With the idempotency ledger on (ledger/gate.py), a valid message's key is claimed
 before the call and settled after it, before its record goes to the audit: a key the ledger
-holds as done is not called again (``duplicate_skipped``). The record goes to the audit
-writer, which makes it durable and only then lets its offset be committed.
+holds as done is not called again (``duplicate_skipped``), and neither is a message handled
+again at the same position after its own call was refused (the key released under its
+ref, and its offset not committed: a crash, a rebalance): its record is rebuilt from the
+ledger (``outcome_from_ledger``). The record goes to the audit writer, which makes it
+durable and only then lets its offset be committed.
 """
 
 from __future__ import annotations
@@ -28,11 +31,22 @@ from netscope.contract.records import AuditRecord, KafkaPosition
 from netscope.contract.request import CallRequest, FieldError, InvalidMessage, parse_request
 from netscope.ingest.work import Work
 from netscope.ledger.gate import Duplicate, IdempotencyGate, NotCalled, Ticket, position_ref
-from netscope.ledger.model import Completion
+from netscope.ledger.model import Completion, EntryState
 from netscope.observability.events import CallCompleted, EventBus, MessageSkipped
 from netscope.outbound.caller import CallResult
 
 log = logging.getLogger(__name__)
+
+# The error class a record rebuilt from the ledger can be sure of: the ledger keeps the
+# outcome, not the class, and these outcomes have one class each (a connect_error may have
+# been a reset, a rejected_rate_limited a full bulkhead: left unset).
+_ERROR_CLASS_OF = {
+    Outcome.HTTP_ERROR: ErrorClass.HTTP_ERROR,
+    Outcome.TIMEOUT_CONNECT: ErrorClass.TIMEOUT_CONNECT,
+    Outcome.TIMEOUT_READ: ErrorClass.TIMEOUT_READ,
+    Outcome.DEADLINE_EXCEEDED: ErrorClass.DEADLINE_EXCEEDED,
+    Outcome.REJECTED_CIRCUIT_OPEN: ErrorClass.CIRCUIT_OPEN,
+}
 
 
 class Guard(Protocol):
@@ -159,7 +173,8 @@ class MessageHandler:
         gate = self._gate
         if gate is not None and gate.enabled_for(parsed.upstream):
             deadline = work.consumed_mono + guard.budget_s(parsed)
-            admission = await gate.admit(parsed, deadline)
+            ref = position_ref(position, self._replay_run_id)  # what settle will store
+            admission = await gate.admit(parsed, deadline, ref)
             if not isinstance(admission, Ticket):
                 return self._not_called(work, parsed, admission), 0.0, None
             ticket = admission
@@ -192,9 +207,10 @@ class MessageHandler:
             return not_called_record(
                 req, position, outcome=admission.outcome, detail=admission.detail, **common
             )
-        done = admission.entry.completion
+        entry = admission.entry
+        done = entry.completion
         if done is not None and done.audit_ref == position_ref(position, self._replay_run_id):
-            return self._recovered(req, position, done, common)
+            return self._recovered(req, position, done, common, state=entry.state)
         original = done.outcome if done else "unknown"
         return not_called_record(
             req,
@@ -208,27 +224,38 @@ class MessageHandler:
 
     @staticmethod
     def _recovered(
-        req: CallRequest, position: KafkaPosition, done: Completion, common: dict[str, Any]
+        req: CallRequest,
+        position: KafkaPosition,
+        done: Completion,
+        common: dict[str, Any],
+        *,
+        state: EntryState = EntryState.COMPLETED,
     ) -> AuditRecord:
-        """The record of this very message's call, made by an earlier process that settled
-        the key and stopped before the record was durable (a crash, a revoke): rebuilt from
-        the ledger, so the call is not audited as a duplicate of itself."""
+        """The record of this very message's call, made by an earlier handling of it that
+        settled the key and stopped before its offset was committed (a crash, a revoke):
+        rebuilt from the ledger, so the call is neither audited as a duplicate of itself
+        nor, when it was refused and the key released, made a second time behind the back
+        of the record that earlier handling wrote (or was writing)."""
         try:
             outcome = Outcome(done.outcome)
         except ValueError:  # a ledger written by a newer version: keep what it says
             outcome = Outcome.SUCCESS if done.status and done.status < 400 else Outcome.HTTP_ERROR
+        if state is EntryState.RELEASED:
+            detail = (
+                f"refused before a restart or rebalance ({done.attempts} attempt(s)), key "
+                "released; not called again for the same message: outcome and status from "
+                "the idempotency ledger (a replay calls it again)"
+            )
+        else:
+            detail = (
+                f"called before a restart ({done.attempts} attempt(s)); outcome and status "
+                "from the idempotency ledger: the call's own record was not durable"
+            )
         record = not_called_record(
-            req,
-            position,
-            outcome=outcome,
-            detail=f"called before a restart ({done.attempts} attempt(s)); outcome and status "
-            "from the idempotency ledger: the call's own record was not durable",
-            status=done.status,
-            **common,
+            req, position, outcome=outcome, detail=detail, status=done.status, **common
         )
         record.outcome_from_ledger = True
-        if outcome is Outcome.HTTP_ERROR:
-            record.error_class = ErrorClass.HTTP_ERROR
+        record.error_class = _ERROR_CLASS_OF.get(outcome)
         return record
 
     def _parse(self, work: Work) -> CallRequest | InvalidMessage:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import Callable
 
 import asyncpg
@@ -13,7 +14,7 @@ import pytest
 from netscope.devservices import Postgres, free_port
 from netscope.ledger.model import ClaimResult, EntryState, LedgerUnavailable
 from netscope.ledger.postgres import PostgresLedger, redact_dsn
-from tests.ledger_contract import T0, LedgerContract, complete, key, request
+from tests.ledger_contract import T0, LedgerContract, complete, key, release, request
 
 
 @pytest.fixture
@@ -161,3 +162,93 @@ async def test_two_instances_opening_together_create_the_schema_once(postgres_ds
         assert sum(c.result is ClaimResult.CLAIMED for [c] in claims) == 1
     finally:
         await asyncio.gather(*(ledger.close() for ledger in ledgers))
+
+
+# The table as ledgers before released entries were kept created it: only the state check
+# differs. A database from an older version must open, keep its rows and take releases.
+_OLD_SCHEMA = """
+CREATE TABLE netscope_idempotency (
+    upstream        text             NOT NULL,
+    idempotency_key text             NOT NULL,
+    state           text             NOT NULL CHECK (state IN ('in_progress', 'completed')),
+    token           text             NOT NULL,
+    created_at      double precision NOT NULL,
+    lease_until     double precision,
+    expires_at      double precision,
+    takeovers       integer          NOT NULL DEFAULT 0,
+    outcome         text,
+    status          integer,
+    attempts        integer,
+    audit_ref       text,
+    completed_at    double precision,
+    PRIMARY KEY (idempotency_key, upstream)
+);
+CREATE INDEX netscope_idempotency_expires_at ON netscope_idempotency (expires_at)
+    WHERE expires_at IS NOT NULL;
+INSERT INTO netscope_idempotency VALUES
+    ('billing', 'done', 'completed', 't0', 1750000000.25, NULL, 1750003600.25, 0, 'success',
+     200, 1, 'calls/0/1', 1750000000.25);
+"""
+_CHECKS = """
+SELECT pg_get_constraintdef(oid) FROM pg_constraint
+WHERE conrelid = 'netscope_idempotency'::regclass AND contype = 'c'
+"""
+
+
+async def test_a_table_from_before_released_entries_is_widened_in_place(
+    postgres_dsn: str,
+) -> None:
+    admin = await asyncpg.connect(postgres_dsn)
+    try:
+        await admin.execute(_OLD_SCHEMA)
+        ledgers = [PostgresLedger(postgres_dsn) for _ in range(3)]
+        await asyncio.gather(*(ledger.open() for ledger in ledgers))  # at once: one ALTER
+        try:
+            [check] = [row[0] for row in await admin.fetch(_CHECKS)]
+            assert "'released'" in check and "'completed'" in check, check
+            ledger = ledgers[0]
+            [done] = await ledger.claim([request(key("done"))], T0 + 1)
+            assert done.result is ClaimResult.COMPLETED
+            r = request(key("refused"), ref="calls/0/2")
+            await ledger.claim([r], T0 + 1)
+            assert await ledger.settle([release(r)], T0 + 2) == [True]
+            [here] = await ledgers[1].claim([request(key("refused"), ref="calls/0/2")], T0 + 3)
+            assert here.result is ClaimResult.RELEASED_HERE
+        finally:
+            await asyncio.gather(*(ledger.close() for ledger in ledgers))
+        with pytest.raises(asyncpg.CheckViolationError):
+            await admin.execute(
+                "INSERT INTO netscope_idempotency (upstream, idempotency_key, state, token,"
+                " created_at) VALUES ('billing', 'z', 'bogus', 't', 0)"
+            )
+    finally:
+        await admin.close()
+
+
+async def test_an_account_that_may_not_widen_the_check_is_told_how(postgres_dsn: str) -> None:
+    admin = await asyncpg.connect(postgres_dsn)
+    role = f"ledger_user_{uuid.uuid4().hex[:8]}"
+    try:
+        await admin.execute(f"CREATE ROLE {role} LOGIN")
+        await admin.execute(_OLD_SCHEMA)
+        await admin.execute(
+            f"GRANT SELECT, INSERT, UPDATE, DELETE ON netscope_idempotency TO {role}"
+        )
+        user_dsn = postgres_dsn.replace("postgresql://netscope@", f"postgresql://{role}@", 1)
+        assert user_dsn != postgres_dsn, postgres_dsn
+        ledger = PostgresLedger(user_dsn, connect_timeout_s=2.0)
+        with pytest.raises(LedgerUnavailable, match="run once as the table's owner: ALTER TABLE"):
+            await ledger.open()
+        # The owner opens it once; then the account works as before.
+        owner = PostgresLedger(postgres_dsn)
+        await owner.open()
+        await owner.close()
+        await ledger.open()
+        try:
+            [claim] = await ledger.claim([request(key("k1"))], T0)
+            assert claim.result is ClaimResult.CLAIMED
+        finally:
+            await ledger.close()
+    finally:
+        await admin.execute(f"DROP OWNED BY {role}; DROP ROLE IF EXISTS {role}")
+        await admin.close()

@@ -91,6 +91,7 @@ def build(
     *,
     completed_on: Sequence[str] = ("success", "http_4xx"),
     listener: Any = None,
+    replay_run_id: str | None = None,
 ) -> tuple[MessageHandler, IdempotencyGate, Guard, Writer, list[Any]]:
     events = EventBus()
     seen: list[Any] = []
@@ -111,6 +112,7 @@ def build(
         events=events,
         instance_id="i-1",
         gate=gate,
+        replay_run_id=replay_run_id,
     )
     return handler, gate, guard, writer, seen
 
@@ -152,13 +154,72 @@ async def test_a_completed_key_is_not_called_again_and_points_at_the_original(le
     assert entry.state is EntryState.COMPLETED and entry.completion.audit_ref == "t/2/10"
 
 
-async def test_a_5xx_releases_the_key_so_a_replay_calls_it_again(ledger) -> None:
-    handler, _, guard, writer, _ = build(ledger, CallResult(Outcome.HTTP_ERROR, status=503))
+async def test_a_5xx_releases_the_key_so_another_message_calls_it_again(ledger) -> None:
+    handler, _, guard, writer, seen = build(ledger, CallResult(Outcome.HTTP_ERROR, status=503))
     await handle(handler, message("k-5xx"), 1)
-    assert await ledger.get([LedgerKey("payments", "k-5xx")]) == {}
-    await handle(handler, message("k-5xx"), 2)
+    entry = (await ledger.get([LedgerKey("payments", "k-5xx")]))[LedgerKey("payments", "k-5xx")]
+    assert entry.state is EntryState.RELEASED
+    assert entry.completion.audit_ref == "t/2/1" and entry.completion.status == 503
+    await handle(handler, message("k-5xx"), 2)  # the same key in another message
     assert len(guard.calls) == 2
     assert [r.outcome for r in records(writer)] == [Outcome.HTTP_ERROR] * 2
+    assert not any(r.outcome_from_ledger for r in records(writer))
+    settles = [e for e in seen if isinstance(e, LedgerRoundTrip) and e.op == "settle"]
+    assert [dict(e.results) for e in settles] == [{"released": 1}] * 2
+
+
+async def test_a_refused_message_handled_again_is_not_called_again_but_a_replay_is(
+    ledger,
+) -> None:
+    """The fault run's ``redelivery_after_release``: a 429 released the key, then the process
+    died (or lost the partition) before the offset was committed. The redelivered message is
+    that same refused call: rebuilt from the ledger, not sent a second time. A replay of the
+    position is another run: called again, as releasing means."""
+    handler, _, guard, writer, seen = build(ledger, CallResult(Outcome.HTTP_ERROR, status=429))
+    value = message("k-429")
+    await handle(handler, value, 7)
+    await handle(handler, value, 7)  # redelivered: same position, same (live) run
+    assert len(guard.calls) == 1
+    first, again = records(writer)
+    assert first.outcome is Outcome.HTTP_ERROR and not first.outcome_from_ledger
+    assert again.outcome is Outcome.HTTP_ERROR and again.status == 429
+    assert again.error_class is ErrorClass.HTTP_ERROR
+    assert again.outcome_from_ledger and again.attempts == [] and again.duplicate_of is None
+    assert again.request_id == first.request_id and again.kafka.offset == 7
+    assert "refused before" in (again.error_detail or "")
+    claims = [e for e in seen if isinstance(e, LedgerRoundTrip) and e.op == "claim"]
+    assert [dict(e.results) for e in claims] == [{"claimed": 1}, {"released_here": 1}]
+    # Still released under the same ref: a third delivery answers the same.
+    entry = (await ledger.get([LedgerKey("payments", "k-429")]))[LedgerKey("payments", "k-429")]
+    assert entry.state is EntryState.RELEASED and entry.completion.audit_ref == "t/2/7"
+
+    replay, _, replay_guard, replay_writer, _ = build(
+        ledger, CallResult(Outcome.SUCCESS, status=200), replay_run_id="r-1"
+    )
+    await handle(replay, value, 7)
+    assert len(replay_guard.calls) == 1
+    (replayed,) = records(replay_writer)
+    assert replayed.outcome is Outcome.SUCCESS and replayed.replay_run_id == "r-1"
+    assert not replayed.outcome_from_ledger
+    entry = (await ledger.get([LedgerKey("payments", "k-429")]))[LedgerKey("payments", "k-429")]
+    assert entry.state is EntryState.COMPLETED
+    assert entry.completion.audit_ref == "replay=r-1:t/2/7"
+    # The live message handled yet again now finds the key completed by the replay.
+    await handle(handler, value, 7)
+    assert len(guard.calls) == 1
+    assert records(writer)[-1].outcome is Outcome.DUPLICATE_SKIPPED
+    assert records(writer)[-1].duplicate_of == "replay=r-1:t/2/7"
+
+
+async def test_a_refusal_before_any_attempt_is_kept_with_its_class(ledger) -> None:
+    rejected = CallResult(Outcome.REJECTED_CIRCUIT_OPEN, error_class=ErrorClass.CIRCUIT_OPEN)
+    handler, _, guard, writer, _ = build(ledger, rejected)
+    await handle(handler, message("k-open"), 3)
+    await handle(handler, message("k-open"), 3)
+    assert len(guard.calls) == 1
+    first, again = records(writer)
+    assert again.outcome is Outcome.REJECTED_CIRCUIT_OPEN and again.outcome_from_ledger
+    assert again.error_class is first.error_class is ErrorClass.CIRCUIT_OPEN
 
 
 async def test_a_4xx_counts_as_done_by_default_and_the_policy_decides(ledger) -> None:

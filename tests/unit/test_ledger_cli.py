@@ -33,9 +33,17 @@ def seed(db: Path) -> None:
         now = time.time()
         done = ClaimRequest(LedgerKey("payments", "order-1"), "t1", 30.0, 86_400.0)
         busy = ClaimRequest(LedgerKey("payments", "order-2"), "t2", 30.0, 86_400.0)
-        await ledger.claim([done, busy], now - 7200)
+        refused = ClaimRequest(LedgerKey("payments", "order-3"), "t3", 30.0, 86_400.0)
+        await ledger.claim([done, busy, refused], now - 7200)
         completion = Completion("success", 201, 1, "netscope.requests/0/17", now - 7199)
-        await ledger.settle([Settle(done.key, "t1", completion, 86_400.0)], now - 7199)
+        refusal = Completion("http_error", 429, 2, "netscope.requests/1/5", now - 9000)
+        await ledger.settle(
+            [
+                Settle(done.key, "t1", completion, 86_400.0),
+                Settle(refused.key, "t3", refusal, 86_400.0, done=False),
+            ],
+            now - 7199,
+        )
         await ledger.close()
 
     asyncio.run(go())
@@ -47,12 +55,18 @@ def test_status_lookup_and_purge(config: Path, tmp_path: Path) -> None:
     status = runner.invoke(app, ["ledger", "status", "-c", str(config)])
     assert status.exit_code == 0, status.output
     assert "completed    1" in status.output and "in_progress  1" in status.output
+    assert "released     1" in status.output
     assert "expired      1" in status.output  # order-2's lease ran out an hour ago
 
     found = runner.invoke(app, ["ledger", "lookup", "order-1", "-c", str(config)])
     assert found.exit_code == 0, found.output
     assert "completed" in found.output and "netscope.requests/0/17" in found.output
     assert "status 201" in found.output
+
+    released = runner.invoke(app, ["ledger", "lookup", "order-3", "-c", str(config)])
+    assert released.exit_code == 0, released.output
+    assert "state        released (the outcome does not count as done" in released.output
+    assert "status 429" in released.output and "netscope.requests/1/5" in released.output
 
     missing = runner.invoke(app, ["ledger", "lookup", "nope", "-c", str(config)])
     assert missing.exit_code == 1 and "not in the ledger" in missing.output
@@ -64,7 +78,7 @@ def test_status_lookup_and_purge(config: Path, tmp_path: Path) -> None:
     kept = runner.invoke(app, [*purge, "3h"])
     assert kept.exit_code == 0 and "purged 0" in kept.output
     purged = runner.invoke(app, [*purge, "1h"])
-    assert purged.exit_code == 0 and "purged 1" in purged.output
+    assert purged.exit_code == 0 and "purged 2" in purged.output  # order-1 and order-3
     gone = runner.invoke(app, ["ledger", "lookup", "order-1", "-c", str(config)])
     assert gone.exit_code == 1
 

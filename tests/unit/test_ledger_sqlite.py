@@ -16,7 +16,7 @@ import pytest
 
 from netscope.ledger.model import ClaimResult, LedgerUnavailable
 from netscope.ledger.sqlite import SqliteLedger
-from tests.ledger_contract import T0, LedgerContract, key, request
+from tests.ledger_contract import T0, TTL_S, LedgerContract, key, release, request
 
 
 @pytest.fixture
@@ -188,3 +188,92 @@ async def _open_once(path: Path) -> None:
     ledger = SqliteLedger(path)
     await ledger.open()
     await ledger.close()
+
+
+# The table as ledgers before released entries were kept created it (the state check is the
+# only difference): a file from an older version must open, keep its rows and take releases.
+_OLD_SCHEMA = """
+    CREATE TABLE netscope_idempotency (
+        upstream        TEXT    NOT NULL,
+        idempotency_key TEXT    NOT NULL,
+        state           TEXT    NOT NULL CHECK (state IN ('in_progress', 'completed')),
+        token           TEXT    NOT NULL,
+        created_at      REAL    NOT NULL,
+        lease_until     REAL,
+        expires_at      REAL,
+        takeovers       INTEGER NOT NULL DEFAULT 0,
+        outcome         TEXT,
+        status          INTEGER,
+        attempts        INTEGER,
+        audit_ref       TEXT,
+        completed_at    REAL,
+        PRIMARY KEY (idempotency_key, upstream)
+    ) WITHOUT ROWID
+"""
+
+
+async def test_a_table_from_before_released_entries_is_widened_in_place(ledger_path: Path) -> None:
+    ledger_path.parent.mkdir(parents=True)
+    old = sqlite3.connect(ledger_path, isolation_level=None)
+    old.execute("PRAGMA journal_mode = WAL")
+    old.execute(_OLD_SCHEMA)
+    old.execute(
+        "CREATE INDEX netscope_idempotency_expires_at ON netscope_idempotency (expires_at)"
+        " WHERE expires_at IS NOT NULL"
+    )
+    old.execute(
+        "INSERT INTO netscope_idempotency VALUES ('billing', 'done', 'completed', 't0', ?, NULL,"
+        " ?, 0, 'success', 200, 1, 'calls/0/1', ?)",
+        (T0, T0 + TTL_S, T0),
+    )
+    with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
+        old.execute(
+            "INSERT INTO netscope_idempotency (upstream, idempotency_key, state, token,"
+            " created_at) VALUES ('billing', 'x', 'released', 't', 0)"
+        )
+    # `old` stays open across the migration: another process's connection, which must see
+    # the wider check without reopening (schema_version is bumped).
+    try:
+        ledger = SqliteLedger(ledger_path)
+        await ledger.open()
+        try:
+            [done] = await ledger.claim([request(key("done"))], T0 + 1)
+            assert done.result is ClaimResult.COMPLETED
+            r = request(key("refused"), ref="calls/0/2")
+            await ledger.claim([r], T0 + 1)
+            assert await ledger.settle([release(r)], T0 + 2) == [True]
+            [here] = await ledger.claim([request(key("refused"), ref="calls/0/2")], T0 + 3)
+            assert here.result is ClaimResult.RELEASED_HERE
+        finally:
+            await ledger.close()
+        old.execute(
+            "INSERT INTO netscope_idempotency (upstream, idempotency_key, state, token,"
+            " created_at) VALUES ('billing', 'y', 'released', 't', 0)"
+        )
+        with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
+            old.execute(
+                "INSERT INTO netscope_idempotency (upstream, idempotency_key, state, token,"
+                " created_at) VALUES ('billing', 'z', 'bogus', 't', 0)"
+            )
+        assert old.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        (sql,) = old.execute(
+            "SELECT sql FROM sqlite_master WHERE name = 'netscope_idempotency'"
+        ).fetchone()
+        assert "'released'" in sql and sql.count("CHECK") == 1
+        # Opening again leaves the table alone.
+        version = old.execute("PRAGMA schema_version").fetchone()
+        await _open_once(ledger_path)
+        assert old.execute("PRAGMA schema_version").fetchone() == version
+    finally:
+        old.close()
+
+
+async def test_an_unrecognised_state_check_is_refused_not_guessed(ledger_path: Path) -> None:
+    ledger_path.parent.mkdir(parents=True)
+    other = _OLD_SCHEMA.replace("('in_progress', 'completed')", "('in_progress', 'done')")
+    conn = sqlite3.connect(ledger_path)
+    conn.execute(other)
+    conn.close()
+    ledger = SqliteLedger(ledger_path)
+    with pytest.raises(LedgerUnavailable, match="unrecognised state check"):
+        await ledger.open()

@@ -25,7 +25,11 @@ from netscope.ledger.model import (
 
 TABLE = "netscope_idempotency"
 
-# Column order of every SELECT; ``entry_from_row`` reads them by name.
+# Column order of every SELECT; ``entry_from_row`` reads them by name. ``audit_ref`` is the
+# record of the claim the row is about: an ``in_progress`` row holds its claimant's
+# (``ClaimRequest.audit_ref``, which PostgreSQL's upsert compares with a released row's
+# through ``excluded``), a settle writes the record's (the same ref). ``Entry`` shows it
+# once settled, in ``completion``.
 COLUMNS = (
     "upstream",
     "idempotency_key",
@@ -62,25 +66,18 @@ def decide(existing: Entry | None, request: ClaimRequest, now: float) -> Decisio
     (lease live) answers as claimed without a write. That is a claim retried after its answer
     was lost (a timeout after the commit, a dropped connection): the gate retries with the
     same token, and it must find the key its own, not wait a whole lease on itself.
+
+    A released entry (TTL live) is ``RELEASED_HERE`` for a request with its ``audit_ref``
+    (both set and equal: PostgreSQL's upsert tests the same), claimed afresh for any other.
     """
-    if existing is None or (
-        existing.state is EntryState.COMPLETED
-        and existing.expires_at is not None
-        and existing.expires_at <= now
-    ):
-        fresh = Entry(
-            key=request.key,
-            state=EntryState.IN_PROGRESS,
-            token=request.token,
-            created_at=now,
-            lease_until=now + request.lease_s,
-            expires_at=None,
-            takeovers=0,
-            completion=None,
-        )
-        return Decision(ClaimResult.CLAIMED, fresh, write=True)
+    if existing is None or settled_and_expired(existing, now):
+        return Decision(ClaimResult.CLAIMED, fresh_entry(request, now), write=True)
     if existing.state is EntryState.COMPLETED:
         return Decision(ClaimResult.COMPLETED, existing, write=False)
+    if existing.state is EntryState.RELEASED:
+        if released_here(existing, request):
+            return Decision(ClaimResult.RELEASED_HERE, existing, write=False)
+        return Decision(ClaimResult.CLAIMED, fresh_entry(request, now), write=True)
     if existing.lease_until is None or existing.lease_until <= now:
         taken = Entry(
             key=request.key,
@@ -96,6 +93,40 @@ def decide(existing: Entry | None, request: ClaimRequest, now: float) -> Decisio
     if existing.token == request.token:
         return Decision(ours(existing), existing, write=False)
     return Decision(ClaimResult.IN_PROGRESS, existing, write=False)
+
+
+def fresh_entry(request: ClaimRequest, now: float) -> Entry:
+    """A key claimed from scratch: new, past its TTL, or released by another message."""
+    return Entry(
+        key=request.key,
+        state=EntryState.IN_PROGRESS,
+        token=request.token,
+        created_at=now,
+        lease_until=now + request.lease_s,
+        expires_at=None,
+        takeovers=0,
+        completion=None,
+    )
+
+
+def settled_and_expired(entry: Entry, now: float) -> bool:
+    """A completed or released entry past its TTL: as good as absent."""
+    return (
+        entry.state is not EntryState.IN_PROGRESS
+        and entry.expires_at is not None
+        and entry.expires_at <= now
+    )
+
+
+def released_here(entry: Entry, request: ClaimRequest) -> bool:
+    """The released entry is this request's own message's (same position, same run)."""
+    done = entry.completion
+    return (
+        entry.state is EntryState.RELEASED
+        and done is not None
+        and request.audit_ref is not None
+        and done.audit_ref == request.audit_ref
+    )
 
 
 def ours(entry: Entry) -> ClaimResult:
@@ -126,8 +157,9 @@ def fan_out(
     requests: Sequence[ClaimRequest], slots: Sequence[int], answers: Sequence[Decision]
 ) -> list[Claim]:
     """One claim per request, in order. A later request of a key answers ``IN_PROGRESS``
-    with its first's entry (the first holds it, or another claim does), or ``COMPLETED``
-    when the key is completed for everyone."""
+    with its first's entry (the first holds it, or another claim does, or the key is
+    released for the first only: ask again), ``COMPLETED`` when the key is completed for
+    everyone, ``RELEASED_HERE`` when it is released and the request has the same ref."""
     claims: list[Claim] = []
     seen: set[int] = set()
     for request, slot in zip(requests, slots, strict=True):
@@ -137,6 +169,8 @@ def fan_out(
             claims.append(Claim(request, answer.result, answer.entry))
         elif answer.result is ClaimResult.COMPLETED:
             claims.append(Claim(request, ClaimResult.COMPLETED, answer.entry))
+        elif answer.result is ClaimResult.RELEASED_HERE and released_here(answer.entry, request):
+            claims.append(Claim(request, ClaimResult.RELEASED_HERE, answer.entry))
         else:
             claims.append(Claim(request, ClaimResult.IN_PROGRESS, answer.entry))
     return claims
@@ -146,8 +180,9 @@ def unique_settles(settles: Sequence[Settle]) -> list[int]:
     """Indexes of the settles to send: the first of each (key, token).
 
     Settling is sequential in meaning: once a token completed or released its key it no longer
-    holds it, so a repeat of the same (key, token) answers False. Settles of one key with
-    different tokens are all sent: at most one token matches the stored entry.
+    holds it (only an ``in_progress`` entry is held), so a repeat of the same (key, token)
+    answers False. Settles of one key with different tokens are all sent: at most one token
+    matches the stored entry.
     """
     seen: set[tuple[LedgerKey, str]] = set()
     keep: list[int] = []
@@ -162,7 +197,7 @@ def unique_settles(settles: Sequence[Settle]) -> list[int]:
 def entry_from_row(row: Mapping[str, Any]) -> Entry:
     state = EntryState(row["state"])
     completion = None
-    if state is EntryState.COMPLETED:
+    if state is not EntryState.IN_PROGRESS:
         completion = Completion(
             outcome=row["outcome"],
             status=row["status"],

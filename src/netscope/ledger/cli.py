@@ -2,8 +2,9 @@
 
     netscope ledger status -c FILE                  backend, keys by state, expired leases
     netscope ledger lookup KEY -c FILE              a key's entry on every upstream
-    netscope ledger purge --older-than 7d -c FILE   forget completed keys (they may be called
-                                                    again by a later replay)
+    netscope ledger purge --older-than 7d -c FILE   forget completed and released keys (they
+                                                    may be called again by a later replay or
+                                                    redelivery)
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import typer
 
 from netscope.config import ConfigError, Settings, load_settings
 from netscope.ledger.factory import build_ledger
-from netscope.ledger.model import Entry, Ledger, LedgerUnavailable
+from netscope.ledger.model import Entry, EntryState, Ledger, LedgerUnavailable
 
 T = TypeVar("T")
 EXIT_CONFIG = 2
@@ -76,10 +77,16 @@ async def _with(ledger: Ledger, work: Callable[[], Awaitable[T]]) -> T:
         await ledger.close()
 
 
+_STATE_NOTES = {
+    EntryState.RELEASED: " (the outcome does not count as done: another message or a replay "
+    "calls it again; the message at audit_ref, redelivered, does not)",
+}
+
+
 def describe(entry: Entry) -> list[str]:
     lines = [
         f"{entry.key.upstream}  {entry.key.idempotency_key}",
-        f"  state        {entry.state}",
+        f"  state        {entry.state}{_STATE_NOTES.get(entry.state, '')}",
         f"  created_at   {_ts(entry.created_at)}",
     ]
     if entry.lease_until is not None:
@@ -101,7 +108,7 @@ def describe(entry: Entry) -> list[str]:
 
 @app.command("status")
 def status(config: ConfigOpt = None) -> None:
-    """Backend, keys in progress and completed, leases that ran out."""
+    """Backend, keys in progress, completed and released, leases that ran out."""
     _, ledger = _open(config)
 
     async def work() -> None:
@@ -109,6 +116,10 @@ def status(config: ConfigOpt = None) -> None:
         typer.echo(f"ledger       {st.backend}")
         typer.echo(f"in_progress  {st.in_progress}")
         typer.echo(f"completed    {st.completed}")
+        typer.echo(
+            f"released     {st.released} (refused; kept so that the same message, "
+            "redelivered, is not called again)"
+        )
         typer.echo(f"expired      {st.expired_leases} (in progress, lease ran out: a crash)")
         typer.echo(f"oldest       {_ts(st.oldest_completed_at)}")
 
@@ -126,7 +137,7 @@ def lookup(
     async def work() -> int:
         entries = await ledger.find(key)
         if not entries:
-            typer.echo(f"{key}: not in the ledger (never claimed, released, or expired)")
+            typer.echo(f"{key}: not in the ledger (never claimed, expired, or purged)")
             return 1
         for entry in entries:
             typer.echo("\n".join(describe(entry)))
@@ -143,8 +154,9 @@ def purge(
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask.")] = False,
     config: ConfigOpt = None,
 ) -> None:
-    """Forget completed keys older than a duration. A purged key is called again if a
-    replay meets it: purge only windows you will not replay."""
+    """Forget completed and released keys settled longer ago than a duration. A purged key
+    is called again if a replay or a redelivery meets it: purge only windows you will not
+    replay."""
     try:
         seconds = parse_duration_s(older_than)
     except ValueError as exc:
@@ -153,12 +165,12 @@ def purge(
     cutoff = time.time() - seconds
     _, ledger = _open(config)
     if not yes and not typer.confirm(
-        f"Forget keys of {ledger.description} completed before {_ts(cutoff)}?"
+        f"Forget keys of {ledger.description} settled before {_ts(cutoff)}?"
     ):
         raise typer.Exit(1)
 
     async def work() -> None:
         n = await ledger.purge(cutoff)
-        typer.echo(f"purged {n} completed keys (completed before {_ts(cutoff)})")
+        typer.echo(f"purged {n} completed and released keys (settled before {_ts(cutoff)})")
 
     asyncio.run(_with(ledger, work))

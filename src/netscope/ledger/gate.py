@@ -1,11 +1,16 @@
 """The handler's door to the idempotency ledger: claim before the call, settle after it.
 
-    admit(request)  -> Ticket     call the upstream (after_lease_expiry: again, after a crash)
-                    -> Duplicate  completed before: no call, record duplicate_skipped
-                    -> NotCalled  another claim kept the key past our deadline, or the ledger
-                                  could not be asked before it (fail closed)
-    settle(ticket, record)        completed (the upstream policy says the outcome counts)
-                                  or released (deleted: a replay will call it again)
+    admit(request, ref) -> Ticket     call the upstream (after_lease_expiry: again, after a
+                                      crash)
+                        -> Duplicate  completed before: no call, record duplicate_skipped; or
+                                      released by this very message (same ref: a
+                                      redelivery): no call, its record rebuilt from the entry
+                        -> NotCalled  another claim kept the key past our deadline, or the
+                                      ledger could not be asked before it (fail closed)
+    settle(ticket, record)            completed (the upstream policy says the outcome counts)
+                                      or released (kept ttl_s with the refusal and the
+                                      record's ref: another message or a replay calls it
+                                      again, this message handled again does not)
 
 Claims and settles from every worker are batched per loop turn (ledger/batching.py) and
 sent together (``Ledger.exchange``: the calls that ended and the calls about to start, one
@@ -66,6 +71,9 @@ class Ticket:
 
 @dataclass(slots=True, frozen=True)
 class Duplicate:
+    """No call: the entry is completed, or released by this very message (its
+    ``completion.audit_ref`` is then the claim's ref)."""
+
     entry: Entry
 
 
@@ -144,9 +152,11 @@ class IdempotencyGate:
 
     # -- claim -------------------------------------------------------------------------------
 
-    async def admit(self, req: CallRequest, deadline_mono: float) -> Admission:
+    async def admit(self, req: CallRequest, deadline_mono: float, ref: str) -> Admission:
         """Claim the request's key, waiting (within ``deadline_mono``) on a live lease or on
-        an unreachable ledger. Never raises for the ledger's sake."""
+        an unreachable ledger. ``ref`` is where this message's record goes
+        (:func:`position_ref`): a key released under that same ref is this message's own
+        refusal, not called again. Never raises for the ledger's sake."""
         upstream = req.upstream
         policy = self._policies[upstream]
         request = ClaimRequest(
@@ -154,6 +164,7 @@ class IdempotencyGate:
             token=f"{self._token_prefix}-{next(self._tokens)}",
             lease_s=self._lease_s[upstream],
             ttl_s=policy.ttl_s,
+            audit_ref=ref,
         )
         while True:
             try:
@@ -179,10 +190,13 @@ class IdempotencyGate:
                     lease_until=self._wall() + request.lease_s,
                     after_lease_expiry=taken_over,
                 )
-            if result is ClaimResult.COMPLETED and entry is not None:
+            if (
+                result is ClaimResult.COMPLETED or result is ClaimResult.RELEASED_HERE
+            ) and entry is not None:
                 return Duplicate(entry)
-            # IN_PROGRESS: another claim is calling it. Ask again until it settles, its lease
-            # runs out (then it is ours: TAKEN_OVER), or our own deadline passes.
+            # IN_PROGRESS: another claim is calling it (or, within one batch, released it for
+            # itself only). Ask again until it settles, its lease runs out (then it is ours:
+            # TAKEN_OVER), or our own deadline passes.
             left = deadline_mono - self._monotonic()
             if left <= 0:
                 holder = entry.lease_until if entry and entry.lease_until else None
@@ -199,19 +213,19 @@ class IdempotencyGate:
     # -- settle ------------------------------------------------------------------------------
 
     async def settle(self, ticket: Ticket, record: AuditRecord) -> None:
-        """Complete or release the key. Retried while the ledger is down, until the lease
-        runs out (after that another claim may hold the key: settling would be wrong)."""
+        """Complete or release the key, with the record's outcome and ref either way. Retried
+        while the ledger is down, until the lease runs out (after that another claim may
+        hold the key: settling would be wrong)."""
         policy = self._policies[ticket.key.upstream]
-        completion = None
-        if completion_class(record) in policy.completed_on:
-            completion = Completion(
-                outcome=record.outcome.value,
-                status=record.status,
-                attempts=len(record.attempts),
-                audit_ref=audit_ref(record),
-                completed_at=record.completed_at,
-            )
-        settle = Settle(ticket.key, ticket.token, completion, ticket.ttl_s)
+        completion = Completion(
+            outcome=record.outcome.value,
+            status=record.status,
+            attempts=len(record.attempts),
+            audit_ref=audit_ref(record),
+            completed_at=record.completed_at,
+        )
+        done = completion_class(record) in policy.completed_on
+        settle = Settle(ticket.key, ticket.token, completion, ticket.ttl_s, done=done)
         while True:
             try:
                 await self._batcher.submit(settle)
@@ -245,7 +259,7 @@ class IdempotencyGate:
                 if not ok:
                     counts["lease_lost"] += 1
                 else:
-                    counts["completed" if s.completion is not None else "released"] += 1
+                    counts["completed" if s.done else "released"] += 1
             self._round_trip(LedgerOp.SETTLE, len(settles), t0, counts=counts)
         if claims:
             claimed = Counter(c.result.value for c in answers)

@@ -2,12 +2,13 @@
 
 Why the claim is an upsert and not SELECT ... FOR UPDATE then INSERT: a key nobody has yet
 has no row to lock, so two instances would both see "absent" and both insert. ``INSERT ...
-ON CONFLICT DO UPDATE ... WHERE <lease or TTL expired>`` decides on the row's latest
-committed version under the row's lock: exactly one concurrent claim inserts or takes over
-and gets the row back from RETURNING; the others' upsert leaves the row alone (the WHERE is
-false for them). Those rows are then read by a second statement, which under READ
-COMMITTED sees what the winner committed. That second statement is only needed when some
-key of the batch was held: a batch of new keys is one round trip.
+ON CONFLICT DO UPDATE ... WHERE <lease or TTL expired, or released by another message>``
+decides on the row's latest committed version under the row's lock: exactly one concurrent
+claim inserts or takes over and gets the row back from RETURNING; the others' upsert leaves
+the row alone (the WHERE is false for them). Those rows are then read by a second
+statement, which under READ COMMITTED sees what the winner committed. That second statement
+is only needed when some key of the batch was held (or released by this very message): a
+batch of new keys is one round trip.
 
 Batches travel as arrays through ``unnest()``: one statement and one prepared plan
 whatever the size. The batch is deduplicated first (an upsert cannot touch a row twice per
@@ -50,6 +51,7 @@ from netscope.ledger.model import (
     Claim,
     ClaimRequest,
     Entry,
+    EntryState,
     LedgerKey,
     LedgerStats,
     LedgerUnavailable,
@@ -76,12 +78,14 @@ _MAX_CLAIM_ROUNDS = 5
 # answer first.
 _CLIENT_GRACE_S = 1.0
 
+_STATE_CHECK = "state IN ('in_progress', 'completed', 'released')"
+
 # See ledger/sqlite.py for why the primary key leads with idempotency_key (find()).
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS {TABLE} (
     upstream        text             NOT NULL,
     idempotency_key text             NOT NULL,
-    state           text             NOT NULL CHECK (state IN ('in_progress', 'completed')),
+    state           text             NOT NULL CONSTRAINT {TABLE}_state_check CHECK ({_STATE_CHECK}),
     token           text             NOT NULL,
     created_at      double precision NOT NULL,
     lease_until     double precision,
@@ -102,27 +106,40 @@ CREATE INDEX IF NOT EXISTS {TABLE}_expires_at ON {TABLE} (expires_at)
 _SCHEMA_EXISTS = f"""
 SELECT to_regclass('{TABLE}') IS NOT NULL AND to_regclass('{TABLE}_expires_at') IS NOT NULL
 """
+# A table created before released entries were kept: its state check (named by PostgreSQL,
+# normally {TABLE}_state_check) refuses 'released'. No column changes, only this check.
+_OLD_STATE_CHECK = f"""
+SELECT c.conname FROM pg_constraint AS c
+WHERE c.conrelid = to_regclass('{TABLE}') AND c.contype = 'c'
+  AND pg_get_constraintdef(c.oid) LIKE '%in_progress%'
+  AND pg_get_constraintdef(c.oid) NOT LIKE '%released%'
+"""
 
-# $5 is the caller's now. created_at and takeovers: a completed row past its TTL starts
-# again from scratch (CLAIMED), an in_progress row past its lease keeps its history
-# (TAKEN_OVER, one more takeover). A returned row's takeovers tell the two apart.
+# $5 is the caller's now, $6 the claimants' audit_refs (stored with the claim: ``excluded``
+# carries it to the WHERE). created_at and takeovers: a settled row past its TTL, or a row
+# released by another message (its ref differs, or either is NULL: _shared.released_here)
+# starts again from scratch (CLAIMED), an in_progress row past its lease keeps its history
+# (TAKEN_OVER, one more takeover). A returned row's takeovers tell the two apart. A released
+# row with this claim's own ref is left alone: the read that follows answers RELEASED_HERE.
 _CLAIM = f"""
 INSERT INTO {TABLE} AS t (upstream, idempotency_key, state, token, created_at, lease_until,
-                          takeovers)
-SELECT r.upstream, r.idempotency_key, 'in_progress', r.token, $5::float8, $5::float8 + r.lease_s, 0
-FROM unnest($1::text[], $2::text[], $3::text[], $4::float8[])
-     WITH ORDINALITY AS r(upstream, idempotency_key, token, lease_s, ord)
+                          takeovers, audit_ref)
+SELECT r.upstream, r.idempotency_key, 'in_progress', r.token, $5::float8, $5::float8 + r.lease_s,
+       0, r.audit_ref
+FROM unnest($1::text[], $2::text[], $3::text[], $4::float8[], $6::text[])
+     WITH ORDINALITY AS r(upstream, idempotency_key, token, lease_s, audit_ref, ord)
 ORDER BY r.ord
 ON CONFLICT (idempotency_key, upstream) DO UPDATE SET
     state = 'in_progress',
     token = excluded.token,
     lease_until = excluded.lease_until,
-    created_at = CASE WHEN t.state = 'completed' THEN excluded.created_at ELSE t.created_at END,
-    takeovers = CASE WHEN t.state = 'completed' THEN 0 ELSE t.takeovers + 1 END,
-    expires_at = NULL, outcome = NULL, status = NULL, attempts = NULL, audit_ref = NULL,
-    completed_at = NULL
+    created_at = CASE WHEN t.state = 'in_progress' THEN t.created_at ELSE excluded.created_at END,
+    takeovers = CASE WHEN t.state = 'in_progress' THEN t.takeovers + 1 ELSE 0 END,
+    expires_at = NULL, outcome = NULL, status = NULL, attempts = NULL,
+    audit_ref = excluded.audit_ref, completed_at = NULL
 WHERE (t.state = 'in_progress' AND t.lease_until <= $5::float8)
-   OR (t.state = 'completed' AND t.expires_at <= $5::float8)
+   OR (t.state IN ('completed', 'released') AND t.expires_at <= $5::float8)
+   OR (t.state = 'released' AND NOT coalesce(t.audit_ref = excluded.audit_ref, false))
 RETURNING {SELECT_COLUMNS}
 """
 _SELECT_KEYS = f"""
@@ -130,32 +147,21 @@ SELECT {SELECT_COLUMNS}
 FROM unnest($1::text[], $2::text[]) AS r(upstream, idempotency_key)
 JOIN {TABLE} AS t ON t.idempotency_key = r.idempotency_key AND t.upstream = r.upstream
 """
-# One statement for a batch of completions and releases; each returns the indexes it
-# applied to. A token that no longer holds its key matches no row and is left out.
+# One statement for a batch of completions and releases (both keep the row: state
+# completed or released); it returns the indexes it applied to. A token that no longer
+# holds its key matches no row and is left out.
 _SETTLE = f"""
-WITH s AS (
-    SELECT * FROM unnest($1::int[], $2::text[], $3::text[], $4::text[], $5::bool[],
-                         $6::text[], $7::int[], $8::int[], $9::text[], $10::float8[],
-                         $11::float8[])
-        AS s(i, upstream, idempotency_key, token, complete, outcome, status, attempts,
-             audit_ref, completed_at, ttl_s)
-), completed AS (
-    UPDATE {TABLE} AS t
-    SET state = 'completed', lease_until = NULL, expires_at = $12::float8 + s.ttl_s,
-        outcome = s.outcome, status = s.status, attempts = s.attempts,
-        audit_ref = s.audit_ref, completed_at = s.completed_at
-    FROM s
-    WHERE s.complete AND t.idempotency_key = s.idempotency_key AND t.upstream = s.upstream
-      AND t.token = s.token AND t.state = 'in_progress'
-    RETURNING s.i
-), released AS (
-    DELETE FROM {TABLE} AS t
-    USING s
-    WHERE NOT s.complete AND t.idempotency_key = s.idempotency_key
-      AND t.upstream = s.upstream AND t.token = s.token AND t.state = 'in_progress'
-    RETURNING s.i
-)
-SELECT i FROM completed UNION ALL SELECT i FROM released
+UPDATE {TABLE} AS t
+SET state = s.state, lease_until = NULL, expires_at = $12::float8 + s.ttl_s,
+    outcome = s.outcome, status = s.status, attempts = s.attempts,
+    audit_ref = s.audit_ref, completed_at = s.completed_at
+FROM unnest($1::int[], $2::text[], $3::text[], $4::text[], $5::text[],
+            $6::text[], $7::int[], $8::int[], $9::text[], $10::float8[], $11::float8[])
+    AS s(i, upstream, idempotency_key, token, state, outcome, status, attempts,
+         audit_ref, completed_at, ttl_s)
+WHERE t.idempotency_key = s.idempotency_key AND t.upstream = s.upstream
+  AND t.token = s.token AND t.state = 'in_progress'
+RETURNING s.i
 """
 _FIND = f"""
 SELECT {SELECT_COLUMNS} FROM {TABLE} AS t WHERE t.idempotency_key = $1 ORDER BY t.upstream
@@ -163,6 +169,7 @@ SELECT {SELECT_COLUMNS} FROM {TABLE} AS t WHERE t.idempotency_key = $1 ORDER BY 
 _STATS = f"""
 SELECT count(*) FILTER (WHERE state = 'in_progress') AS in_progress,
        count(*) FILTER (WHERE state = 'completed') AS completed,
+       count(*) FILTER (WHERE state = 'released') AS released,
        count(*) FILTER (WHERE state = 'in_progress' AND lease_until <= $1::float8)
            AS expired_leases,
        min(completed_at) FILTER (WHERE state = 'completed') AS oldest_completed_at
@@ -173,7 +180,7 @@ FROM {TABLE}
 _SWEEP = f"""
 WITH doomed AS (
     SELECT idempotency_key, upstream FROM {TABLE}
-    WHERE state = 'completed' AND expires_at <= $1::float8
+    WHERE state IN ('completed', 'released') AND expires_at <= $1::float8
     LIMIT $2 FOR UPDATE SKIP LOCKED
 )
 DELETE FROM {TABLE} AS t USING doomed
@@ -182,7 +189,7 @@ WHERE t.idempotency_key = doomed.idempotency_key AND t.upstream = doomed.upstrea
 _PURGE = f"""
 WITH doomed AS (
     SELECT idempotency_key, upstream FROM {TABLE}
-    WHERE state = 'completed' AND completed_at < $1::float8
+    WHERE state IN ('completed', 'released') AND completed_at < $1::float8
     LIMIT $2 FOR UPDATE SKIP LOCKED
 )
 DELETE FROM {TABLE} AS t USING doomed
@@ -277,13 +284,37 @@ class PostgresLedger:
 
     @staticmethod
     async def _ensure_schema(conn: asyncpg.Connection) -> None:
-        if await conn.fetchval(_SCHEMA_EXISTS):
+        """Create the table, or widen the state check of one created before released
+        entries were kept (``_OLD_STATE_CHECK``; the only change to the schema so far).
+
+        The widening is ``DROP CONSTRAINT`` + ``ADD CONSTRAINT ... NOT VALID``: catalog
+        only, no scan of the rows (they all satisfy the wider check) under the table's lock.
+        It needs the table's owner; another account gets a ``LedgerUnavailable`` saying so.
+        """
+        present = await conn.fetchval(_SCHEMA_EXISTS)
+        if present and await conn.fetchval(_OLD_STATE_CHECK) is None:
             return
         async with conn.transaction():
             # Instances starting together: CREATE ... IF NOT EXISTS is not safe against a
             # concurrent CREATE of the same name (a unique violation in the catalog).
             await conn.execute(f"SELECT pg_advisory_xact_lock(hashtext('{TABLE}'))")
-            await conn.execute(_SCHEMA)
+            if not present:
+                await conn.execute(_SCHEMA)
+            old = await conn.fetchval(_OLD_STATE_CHECK)  # None once another instance did it
+            if old is None:
+                return
+            quoted = '"' + old.replace('"', '""') + '"'
+            alter = (
+                f"ALTER TABLE {TABLE} DROP CONSTRAINT {quoted}, ADD CONSTRAINT "
+                f"{TABLE}_state_check CHECK ({_STATE_CHECK}) NOT VALID"
+            )
+            try:
+                await conn.execute(alter)
+            except asyncpg.InsufficientPrivilegeError as exc:
+                raise LedgerUnavailable(
+                    f"{TABLE} predates released entries and this account may not alter it "
+                    f"({exc}): run once as the table's owner: {alter}"
+                ) from exc
 
     # -- the protocol ------------------------------------------------------------------------
 
@@ -316,6 +347,7 @@ class PostgresLedger:
                 [r.token for r in batch],
                 [float(r.lease_s) for r in batch],
                 float(now),
+                [r.audit_ref for r in batch],
             )
             won = {e.key: e for e in map(entry_from_row, rows)}
             held = []
@@ -332,7 +364,7 @@ class PostgresLedger:
             pending = []
             for i in held:
                 decision = decide(stored.get(unique[i].key), unique[i], now)
-                if decision.write:  # gone or expired since the upsert: ask again
+                if decision.write:  # gone, expired or released since the upsert: ask again
                     pending.append(i)
                 else:
                     answers[i] = decision
@@ -384,14 +416,10 @@ class PostgresLedger:
         for i in unique_settles(settles):
             s = settles[i]
             c = s.completion
+            state = EntryState.COMPLETED if s.done else EntryState.RELEASED
             values = (
-                i, s.key.upstream, s.key.idempotency_key, s.token, c is not None,
-                None if c is None else c.outcome,
-                None if c is None else c.status,
-                None if c is None else c.attempts,
-                None if c is None else c.audit_ref,
-                None if c is None else float(c.completed_at),
-                float(s.ttl_s),
+                i, s.key.upstream, s.key.idempotency_key, s.token, state.value, c.outcome,
+                c.status, c.attempts, c.audit_ref, float(c.completed_at), float(s.ttl_s),
             )  # fmt: skip
             for column, value in zip(columns, values, strict=True):
                 column.append(value)
@@ -412,6 +440,7 @@ class PostgresLedger:
             backend=self.description,
             in_progress=row["in_progress"],
             completed=row["completed"],
+            released=row["released"],
             expired_leases=row["expired_leases"],
             oldest_completed_at=row["oldest_completed_at"],
         )

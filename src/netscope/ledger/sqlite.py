@@ -41,7 +41,7 @@ import json
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -78,6 +78,11 @@ def _json(value: Any) -> str:
     # Text, not bytes: SQLite >= 3.45 reads a BLOB argument of json_each() as JSONB.
     return orjson.dumps(value).decode()
 
+# Tables created before released entries were kept have the older check, which
+# _migrate_state_check_sync widens in place at open.
+_STATE_CHECK = "state IN ('in_progress', 'completed', 'released')"
+_OLD_STATE_CHECK = "CHECK (state IN ('in_progress', 'completed'))"
+
 # The primary key leads with idempotency_key so that find() (one key, every upstream) is a
 # prefix scan of it: no second index to maintain on every claim.
 _SCHEMA = (
@@ -85,7 +90,7 @@ _SCHEMA = (
     CREATE TABLE IF NOT EXISTS {TABLE} (
         upstream        TEXT    NOT NULL,
         idempotency_key TEXT    NOT NULL,
-        state           TEXT    NOT NULL CHECK (state IN ('in_progress', 'completed')),
+        state           TEXT    NOT NULL CHECK ({_STATE_CHECK}),
         token           TEXT    NOT NULL,
         created_at      REAL    NOT NULL,
         lease_until     REAL,
@@ -99,8 +104,8 @@ _SCHEMA = (
         PRIMARY KEY (idempotency_key, upstream)
     ) WITHOUT ROWID
     """,
-    # Partial: a claim inserts its row with no expiry and leaves this index alone; only the
-    # settle of a completed key adds an entry (the sweep's comparison implies NOT NULL).
+    # Partial: a claim inserts its row with no expiry and leaves this index alone; only a
+    # settle adds an entry (the sweep's comparison implies NOT NULL).
     f"CREATE INDEX IF NOT EXISTS {TABLE}_expires_at ON {TABLE} (expires_at)"
     " WHERE expires_at IS NOT NULL",
 )
@@ -113,11 +118,13 @@ _SELECT_KEYS = f"""
     FROM json_each(?1) AS j CROSS JOIN {TABLE} AS t
     WHERE t.idempotency_key = j.value ->> 0 AND t.upstream = j.value ->> 1
 """
-# A batch's new keys in one statement: [[idempotency_key, upstream, token, lease_until], ...].
+# A batch's new keys in one statement:
+# [[idempotency_key, upstream, token, lease_until, audit_ref], ...].
 _INSERT_NEW = f"""
     INSERT INTO {TABLE} (idempotency_key, upstream, state, token, created_at, lease_until,
-                         takeovers)
-    SELECT j.value ->> 0, j.value ->> 1, 'in_progress', j.value ->> 2, ?2, j.value ->> 3, 0
+                         takeovers, audit_ref)
+    SELECT j.value ->> 0, j.value ->> 1, 'in_progress', j.value ->> 2, ?2, j.value ->> 3, 0,
+           j.value ->> 4
     FROM json_each(?1) AS j WHERE true
     ON CONFLICT (idempotency_key, upstream) DO NOTHING
 """
@@ -134,41 +141,27 @@ _HELD_JSON = f"""
     WHERE t.idempotency_key = j.value ->> 0 AND t.upstream = j.value ->> 1
       AND t.token = j.value ->> 2 AND t.state = 'in_progress'
 """
-# [[key, upstream, token, expires_at, outcome, status, attempts, audit_ref, completed_at]]
-_COMPLETE_MANY = f"""
+# Completions and releases in one statement: [[key, upstream, token, state, expires_at,
+# outcome, status, attempts, audit_ref, completed_at], ...] (state: completed or released).
+_SETTLE_MANY = f"""
     UPDATE {TABLE} AS t
-    SET state = 'completed', lease_until = NULL, expires_at = j.value ->> 3,
-        outcome = j.value ->> 4, status = j.value ->> 5, attempts = j.value ->> 6,
-        audit_ref = j.value ->> 7, completed_at = j.value ->> 8
+    SET state = j.value ->> 3, lease_until = NULL, expires_at = j.value ->> 4,
+        outcome = j.value ->> 5, status = j.value ->> 6, attempts = j.value ->> 7,
+        audit_ref = j.value ->> 8, completed_at = j.value ->> 9
     FROM json_each(?1) AS j
     WHERE t.idempotency_key = j.value ->> 0 AND t.upstream = j.value ->> 1
       AND t.token = j.value ->> 2 AND t.state = 'in_progress'
-"""
-_RELEASE_MANY = f"""
-    DELETE FROM {TABLE}
-    WHERE (idempotency_key, upstream, token) IN (
-        SELECT value ->> 0, value ->> 1, value ->> 2 FROM json_each(?1))
-      AND state = 'in_progress'
 """
 _UPSERT = (
     f"INSERT INTO {TABLE} ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))}) "
     "ON CONFLICT (idempotency_key, upstream) DO UPDATE SET "
     + ", ".join(f"{c} = excluded.{c}" for c in COLUMNS[2:])
 )
-_COMPLETE = f"""
-    UPDATE {TABLE}
-    SET state = 'completed', lease_until = NULL, expires_at = ?, outcome = ?, status = ?,
-        attempts = ?, audit_ref = ?, completed_at = ?
-    WHERE idempotency_key = ? AND upstream = ? AND token = ? AND state = 'in_progress'
-"""
-_RELEASE = f"""
-    DELETE FROM {TABLE}
-    WHERE idempotency_key = ? AND upstream = ? AND token = ? AND state = 'in_progress'
-"""
 _FIND = f"SELECT {SELECT_COLUMNS} FROM {TABLE} AS t WHERE t.idempotency_key = ? ORDER BY t.upstream"
 _STATS = f"""
     SELECT count(*) FILTER (WHERE state = 'in_progress') AS in_progress,
            count(*) FILTER (WHERE state = 'completed') AS completed,
+           count(*) FILTER (WHERE state = 'released') AS released,
            count(*) FILTER (WHERE state = 'in_progress' AND lease_until <= ?) AS expired_leases,
            min(completed_at) FILTER (WHERE state = 'completed') AS oldest_completed_at
     FROM {TABLE}
@@ -176,12 +169,12 @@ _STATS = f"""
 _SWEEP = f"""
     DELETE FROM {TABLE} WHERE (idempotency_key, upstream) IN (
         SELECT idempotency_key, upstream FROM {TABLE}
-        WHERE state = 'completed' AND expires_at <= ? LIMIT ?)
+        WHERE state IN ('completed', 'released') AND expires_at <= ? LIMIT ?)
 """
 _PURGE = f"""
     DELETE FROM {TABLE} WHERE (idempotency_key, upstream) IN (
         SELECT idempotency_key, upstream FROM {TABLE}
-        WHERE state = 'completed' AND completed_at < ? LIMIT ?)
+        WHERE state IN ('completed', 'released') AND completed_at < ? LIMIT ?)
 """
 
 
@@ -314,18 +307,8 @@ class SqliteLedger:
             raise sqlite3.OperationalError("connection closed")
         return self._conn
 
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction holding the database's write lock from its first statement."""
-        conn = self._connection()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield conn
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:  # a failed COMMIT leaves it open too
-                conn.rollback()
-            raise
+    def _write(self) -> AbstractContextManager[sqlite3.Connection]:
+        return _write_transaction(self._connection())
 
     def _open_sync(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -345,10 +328,45 @@ class SqliteLedger:
             conn.execute(f"PRAGMA synchronous = {self._synchronous}")
             for ddl in _SCHEMA:
                 conn.execute(ddl)
+            self._migrate_state_check_sync(conn)
         except BaseException:
             conn.close()
             raise
         self._conn = conn
+
+    def _migrate_state_check_sync(self, conn: sqlite3.Connection) -> None:
+        """Widen the state check of a table created before ``released`` entries were kept.
+
+        SQLite cannot alter a CHECK constraint; rebuilding the table would copy every row
+        under the write lock (minutes for a full 24 h ledger). Loosening a CHECK changes
+        nothing on disk, so this is SQLite's documented in-place procedure for it
+        (https://sqlite.org/lang_altertable.html, "making other kinds of table schema
+        changes"): edit the table's SQL in sqlite_master and bump schema_version, in one
+        write transaction, so other connections re-read the schema. Idempotent: a table
+        that already allows ``released`` is left alone; an unrecognised one is refused.
+        """
+        sql_of = f"SELECT sql FROM sqlite_master WHERE type = 'table' AND name = '{TABLE}'"
+        (sql,) = conn.execute(sql_of).fetchone()
+        if "'released'" in sql:
+            return
+        with _write_transaction(conn) as tx:
+            (sql,) = tx.execute(sql_of).fetchone()  # another process may have done it
+            if "'released'" in sql:
+                return
+            if sql.count(_OLD_STATE_CHECK) != 1:
+                raise sqlite3.OperationalError(
+                    f"{TABLE}: unrecognised state check, cannot allow 'released': {sql}"
+                )
+            (version,) = tx.execute("PRAGMA schema_version").fetchone()
+            tx.execute("PRAGMA writable_schema = ON")
+            try:
+                tx.execute(
+                    "UPDATE sqlite_master SET sql = ? WHERE type = 'table' AND name = ?",
+                    (sql.replace(_OLD_STATE_CHECK, f"CHECK ({_STATE_CHECK})"), TABLE),
+                )
+                tx.execute(f"PRAGMA schema_version = {int(version) + 1}")
+            finally:
+                tx.execute("PRAGMA writable_schema = OFF")
 
     def _close_sync(self) -> None:
         conn, self._conn = self._conn, None
@@ -378,7 +396,10 @@ class SqliteLedger:
         # another claim, completed, or expired, go through decide() as before; only takeovers
         # and TTL-expired keys need a write, one upsert each (rare).
         param = _json(
-            [[r.key.idempotency_key, r.key.upstream, r.token, now + r.lease_s] for r in unique]
+            [
+                [r.key.idempotency_key, r.key.upstream, r.token, now + r.lease_s, r.audit_ref]
+                for r in unique
+            ]
         )
         conn.execute(_INSERT_NEW, (param, now))
         stored = self._rows(conn, param)
@@ -395,7 +416,7 @@ class SqliteLedger:
                 continue
             decision = decide(entry, r, now)
             if decision.write:
-                writes.append(_row(decision.entry))
+                writes.append(_row(decision.entry, claimant_ref=r.audit_ref))
             decisions.append(decision)
         if writes:
             conn.executemany(_UPSERT, writes)
@@ -429,23 +450,18 @@ class SqliteLedger:
             for i in keep
         ]
         (doc,) = conn.execute(_HELD_JSON, (_json(idents),)).fetchone()
-        completes: list[list[Any]] = []
-        releases: list[list[Any]] = []
+        rows: list[list[Any]] = []
         for held in orjson.loads(doc):
             i = keep[held]
             applied[i] = True
             s, c = settles[i], settles[i].completion
-            if c is None:
-                releases.append(idents[held])
-            else:
-                completes.append(
-                    [*idents[held], now + s.ttl_s, c.outcome, c.status, c.attempts,
-                     c.audit_ref, c.completed_at]
-                )  # fmt: skip
-        if completes:
-            conn.execute(_COMPLETE_MANY, (_json(completes),))
-        if releases:
-            conn.execute(_RELEASE_MANY, (_json(releases),))
+            state = EntryState.COMPLETED if s.done else EntryState.RELEASED
+            rows.append(
+                [*idents[held], state.value, now + s.ttl_s, c.outcome, c.status, c.attempts,
+                 c.audit_ref, c.completed_at]
+            )  # fmt: skip
+        if rows:
+            conn.execute(_SETTLE_MANY, (_json(rows),))
         return applied
 
     def _get_sync(self, keys: Sequence[LedgerKey]) -> dict[LedgerKey, Entry]:
@@ -461,6 +477,7 @@ class SqliteLedger:
             backend=self.description,
             in_progress=row["in_progress"],
             completed=row["completed"],
+            released=row["released"],
             expired_leases=row["expired_leases"],
             oldest_completed_at=row["oldest_completed_at"],
         )
@@ -470,8 +487,22 @@ class SqliteLedger:
         return self._connection().execute(sql, (bound, DELETE_CHUNK)).rowcount
 
 
-def _row(entry: Entry) -> tuple[Any, ...]:
-    """The entry as the values of ``COLUMNS``, in order."""
+@contextmanager
+def _write_transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """A write transaction holding the database's write lock from its first statement."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:  # a failed COMMIT leaves it open too
+            conn.rollback()
+        raise
+
+
+def _row(entry: Entry, *, claimant_ref: str | None) -> tuple[Any, ...]:
+    """The entry as the values of ``COLUMNS``, in order; an in_progress entry's audit_ref is
+    its claimant's (see ``COLUMNS``)."""
     c = entry.completion
     return (
         entry.key.upstream,
@@ -485,6 +516,6 @@ def _row(entry: Entry) -> tuple[Any, ...]:
         None if c is None else c.outcome,
         None if c is None else c.status,
         None if c is None else c.attempts,
-        None if c is None else c.audit_ref,
+        claimant_ref if c is None else c.audit_ref,
         None if c is None else c.completed_at,
     )

@@ -80,23 +80,6 @@ def explain(
     return out
 
 
-def known_extra_calls(offending: dict[str, Any]) -> dict[str, set[str]]:
-    """Extra calls of the two known bugs (docs/reliability.md, "Faults"), by key:
-    ``hidden_retry_on_reset``: the upstream saw a reset and a second call that no attempt of
-    the record lists (aiohttp's silent retry of an idempotent request);
-    ``redelivery_after_release``: a refusal (429, 5xx) released the key, the message was
-    processed again (crash or rebalance before its offset was committed) and called again;
-    only one of the two runs' records survives the audit's exactly-once keys."""
-    known: dict[str, set[str]] = {"hidden_retry_on_reset": set(), "redelivery_after_release": set()}
-    for key, info in offending.items():
-        outcomes = [e["outcome"] for e in info["upstream_saw"]]
-        if "reset" in outcomes:
-            known["hidden_retry_on_reset"].add(key)
-        elif any(o != "ok" for o in outcomes):  # a refusal released the key
-            known["redelivery_after_release"].add(key)
-    return known
-
-
 async def run_schedule(
     spec: ScheduleSpec,
     broker: Any,
@@ -196,18 +179,9 @@ async def run_schedule(
     assert not doc["crashes"], f"{summary}: processes exited on their own {doc['crashes']}"
     codes = [c for exits in doc["unclean_exits"].values() for c in exits]
     assert all(c == HUNG for c in codes), f"{summary}: unclean exits {doc['unclean_exits']}"
-    known_bugs = []
-    if codes:
-        known_bugs.append(f"sigterm_hang {len(codes)} ({', '.join(doc['hung_logs'])})")
-    if report.calls_beyond_allowed:
-        known = known_extra_calls(doc["offending_keys"])
-        unknown = set(report.calls_beyond_allowed) - set().union(*known.values())
-        assert not unknown, f"{summary}: unexplained extra calls {sorted(unknown)[:10]}\n{detail}"
-        known_bugs += [f"{name} {len(keys)}" for name, keys in known.items() if keys]
-    if known_bugs and not os.environ.get("FAULT_STRICT"):
-        pytest.xfail(
-            f"{summary}: known bugs (docs/reliability.md, Faults): {'; '.join(known_bugs)}"
-        )
+    assert not report.calls_beyond_allowed, f"{summary}: calls beyond the ledger\n{detail}"
+    if codes and not os.environ.get("FAULT_STRICT"):
+        pytest.xfail(f"{summary}: SIGTERM hang (known): {', '.join(doc['hung_logs'])}")
     assert report.ok and not codes, f"{summary}\n{detail}"
     return doc
 

@@ -1,9 +1,10 @@
-"""How the long-running commands (run, upstream-sim, demo) drive their event loop, and how a
-stop keeps each of its steps bounded."""
+"""How the long-running commands (run, upstream-sim, demo) drive their event loop, how a
+stop keeps each of its steps bounded, and what it logs when something still hangs."""
 
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 from collections.abc import Awaitable, Coroutine
 from typing import Any, TypeVar
@@ -42,3 +43,34 @@ async def bounded_step(name: str, step: Awaitable[Any], timeout_s: float) -> boo
         log.warning("stop: %s failed: %s: %s", name, type(exc).__name__, exc)
         return False
     return True
+
+
+def task_stacks(tasks: set[asyncio.Task[Any]] | None = None) -> str:
+    """Where each task waits, innermost await last: the evidence for a stop that hangs.
+
+    ``Task.print_stack`` shows only a suspended task's outermost frame; this follows the
+    chain of awaited coroutines down to the future that has not resolved. Tasks waiting at
+    the same place (the idle workers) are listed once.
+    """
+    by_stack: dict[str, list[str]] = {}
+    for task in tasks if tasks is not None else asyncio.all_tasks():
+        lines: list[str] = []
+        awaited: Any = task.get_coro()
+        while awaited is not None:
+            frame = getattr(awaited, "cr_frame", None) or getattr(awaited, "gi_frame", None)
+            if frame is None:
+                if isinstance(awaited, asyncio.Task):
+                    lines.append(f"    awaits task {awaited.get_name()!r}")
+                elif not asyncio.iscoroutine(awaited):  # a future (its iterator, in C)
+                    lines.append("    awaits a future")
+                break
+            code = frame.f_code
+            lines.append(f"    {code.co_filename}:{frame.f_lineno} in {code.co_name}")
+            awaited = getattr(awaited, "cr_await", None) or getattr(awaited, "gi_yieldfrom", None)
+        by_stack.setdefault("\n".join(lines), []).append(task.get_name())
+    out = io.StringIO()
+    for stack, names in sorted(by_stack.items(), key=lambda item: sorted(item[1])[0]):
+        names.sort()
+        more = f" and {len(names) - 5} more" if len(names) > 5 else ""
+        out.write(f"task {', '.join(names[:5])}{more}:\n{stack}\n")
+    return out.getvalue()

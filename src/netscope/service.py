@@ -4,8 +4,14 @@ Runbook section 4 (controlled stop): the first SIGTERM/SIGINT stops fetching, dr
 work within ``pipeline.drain_timeout_s``, flushes the audit within ``pipeline.flush_timeout_s``,
 commits what is durable and exits with a summary logged at warning level. Every step is bounded
 (see Pipeline.stop), so a stop ends even with the broker gone or the store down and the spool
-full. Exit codes: 0 clean; 3 when something was left (it is not committed, so Kafka redelivers
-it); 1 when the fetch loop failed; 130 on a second signal, which abandons what is left at once.
+full, or the consumer in the middle of a group join. Exit codes: 0 clean; 3 when something was
+left (it is not committed, so Kafka redelivers it); 1 when the fetch loop failed; 130 on a
+second signal, which abandons what is left at once.
+
+Two guards stand behind the bounded steps. The fetch loop must end within
+``CLOSE_STEP_TIMEOUT_S`` of the signal or it is cancelled. A stop still running past the sum
+of every step's bound logs where each task waits and exits 3 (nothing undurable was committed,
+so Kafka redelivers it): a hang leaves its evidence instead of waiting for a SIGKILL.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ import uvicorn
 from netscope.api.app import create_app, status_snapshot
 from netscope.config import Settings
 from netscope.pipeline import CLOSE_STEP_TIMEOUT_S, Pipeline
-from netscope.runtime import bounded_step
+from netscope.runtime import bounded_step, task_stacks
 from netscope.status import StopSummary
 
 log = logging.getLogger("netscope.service")
@@ -32,6 +38,9 @@ log = logging.getLogger("netscope.service")
 EXIT_FAILED = 1
 EXIT_FORCED = 130
 EXIT_UNCLEAN = 3
+# Pipeline.stop's closing steps besides the per-upstream client closes: ledger settles, final
+# commit, last spool drain, consumer close, producer close, ledger close.
+STOP_CLOSING_STEPS = 6
 
 
 class _QuietServer(uvicorn.Server):
@@ -77,6 +86,8 @@ class Service:
             )
         )
         self._signals = 0
+        self._fetching: asyncio.Task[None] | None = None
+        self._guards: list[asyncio.TimerHandle] = []  # the stop's, cancelled once it is done
         self.summary: StopSummary | None = None
 
     @property
@@ -128,8 +139,14 @@ class Service:
             self.base_url.removeprefix("http"),
         )
         failed = False
+        self._fetching = asyncio.create_task(self.pipeline.run(), name="fetch-loop")
         try:
-            await self.pipeline.run()
+            await self._fetching
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if not self._fetching.cancelled() or (task is not None and task.cancelling()):
+                raise
+            # The stop's bound cancelled a fetch loop that did not end (logged there).
         except Exception:
             # Stop the way SIGTERM does rather than die mid-flight: what is durable gets
             # committed, the rest is redelivered, and the supervisor sees a failure.
@@ -149,6 +166,8 @@ class Service:
             summary.committed,
             "" if summary.clean else "; what was not committed will be redelivered by Kafka",
         )
+        for guard in self._guards:  # the stop ended within its bounds
+            guard.cancel()
         return code
 
     def _on_signal(self, sig: int) -> None:
@@ -160,6 +179,11 @@ class Service:
                 self.settings.pipeline.drain_timeout_s,
             )
             self.pipeline.request_stop()
+            loop = asyncio.get_running_loop()
+            self._guards = [
+                loop.call_later(CLOSE_STEP_TIMEOUT_S, self._end_fetch_loop),
+                loop.call_later(self.stop_bound_s, self._stop_overdue),
+            ]
             return
         status = self.pipeline.status()
         log.error(
@@ -171,6 +195,38 @@ class Service:
         )
         logging.shutdown()
         os._exit(EXIT_FORCED)
+
+    @property
+    def stop_bound_s(self) -> float:
+        """The sum of every stop step's bound, with one step's slack: the fetch loop's end,
+        the drain, the audit flush, the pipeline's closing steps (one per upstream client),
+        the API server and the event hub."""
+        cfg = self.settings.pipeline
+        # the fetch loop, the closing steps, the upstream clients, server and hub, slack
+        steps = 1 + STOP_CLOSING_STEPS + len(self.settings.upstreams) + 2 + 1
+        return cfg.drain_timeout_s + cfg.flush_timeout_s + steps * CLOSE_STEP_TIMEOUT_S
+
+    def _end_fetch_loop(self) -> None:
+        fetching = self._fetching
+        if fetching is None or fetching.done():
+            return
+        log.warning(
+            "stop: the fetch loop did not end within %.1fs; cancelling it. It waited at:\n%s",
+            CLOSE_STEP_TIMEOUT_S,
+            task_stacks({fetching}),
+        )
+        fetching.cancel()
+
+    def _stop_overdue(self) -> None:
+        log.error(
+            "stop: still running %.0fs after the signal, past the bound of every step: "
+            "forced exit %d (what was not committed will be redelivered by Kafka); tasks:\n%s",
+            self.stop_bound_s,
+            EXIT_UNCLEAN,
+            task_stacks(),
+        )
+        logging.shutdown()
+        os._exit(EXIT_UNCLEAN)
 
 
 def _make_hub(pipeline: Pipeline) -> Any | None:

@@ -5,6 +5,10 @@ holds back the commit until its record is durable. Backpressure pauses the assig
 partitions (the broker keeps the messages: nothing is dropped) and keeps polling while paused,
 which aiokafka needs to stay in the group. The operator's throttle (runbook INC-01 step 4)
 is a token bucket checked per record; at rate 0 it pauses ingest like backpressure does.
+
+A stop ends the loop at once, whatever the consumer is doing: aiokafka's ``getmany`` ignores
+its ``timeout_ms`` while the group rebalances (it waits for the next assignment, which a
+member that never rejoins can hold off for ever), so every poll is raced against the stop.
 """
 
 from __future__ import annotations
@@ -97,12 +101,11 @@ class Fetcher:
 
     async def run(self) -> None:
         """Fetch until :meth:`stop`."""
-        consumer = self._consumer
         while not self._stopping.is_set():
             if self._backpressure():
                 await self._wait_or_stop(PAUSED_POLL_S)
                 # Keep polling while paused: aiokafka needs it to stay in the group.
-                await consumer.getmany(timeout_ms=0)
+                await self._poll(timeout_ms=0)
                 continue
             if self._in_progress() >= self._max_in_progress:
                 # Enough taken and not yet called to the end: a message fetched now would
@@ -113,7 +116,7 @@ class Fetcher:
                 self._flow.room(self._writer.pending_records),
                 self._max_in_progress - self._in_progress(),
             )
-            batches = await consumer.getmany(
+            batches = await self._poll(
                 timeout_ms=FETCH_TIMEOUT_MS,
                 max_records=max(1, min(room, self._max_poll_records)),
             )
@@ -123,6 +126,28 @@ class Fetcher:
                     if not limit.unlimited:  # a check, not a coroutine, per record
                         await self._throttle()
                     self._take(tp, record)
+
+    async def _poll(self, **kwargs: Any) -> dict[TopicPartition, list[Any]]:
+        """``consumer.getmany`` or, once :meth:`stop` is called, nothing.
+
+        During a group join aiokafka's getmany waits for the assignment and ignores its
+        timeout, so a SIGTERM then would wait for the whole rebalance (for ever if a member
+        never rejoins). A stop cancels the poll instead; what it had fetched is not taken,
+        so it is neither tracked nor committed, and Kafka redelivers it.
+        """
+        if self._stopping.is_set():
+            return {}
+        poll = asyncio.ensure_future(self._consumer.getmany(**kwargs))
+        poll.add_done_callback(_retrieve)
+        stop = asyncio.ensure_future(self._stopping.wait())
+        try:
+            await asyncio.wait((poll, stop), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+            poll.cancel()  # no-op once done; otherwise it ends at its next step, unawaited
+        if self._stopping.is_set() or poll.cancelled():
+            return {}
+        return poll.result()
 
     def on_assigned(self, assigned: list[TopicPartition]) -> None:
         """Partitions assigned while paused start paused."""
@@ -169,3 +194,9 @@ class Fetcher:
     async def _wait_or_stop(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), seconds)
+
+
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    """A poll's failure is raised by the loop unless the stop dropped the poll first."""
+    if not task.cancelled():
+        task.exception()

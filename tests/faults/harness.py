@@ -104,6 +104,10 @@ class ScheduleSpec:
     broker_restarts: int = 0  # SIGKILL + start; only on a durable broker (noida)
     disk_full: bool = True  # inside the RGW outage; needs root for the tmpfs (else skipped)
     chaos_sequential: bool = False  # windows one after another (each kind alone), not drawn
+    # A SIGTERM inside each stage the schedule creates: right after a restart (startup),
+    # during a join (rebalance), while RGW is down (degraded, spooling), while the ledger is
+    # down (ingest paused), during each upstream chaos window (calls in flight or hung).
+    sigterm_in_stages: bool = False
 
 
 def draw_schedule(spec: ScheduleSpec) -> list[Fault]:
@@ -154,13 +158,35 @@ def draw_schedule(spec: ScheduleSpec) -> list[Fault]:
         faults.append(Fault(rand.uniform(lo, hi), "broker_restart", hold_s=rand.uniform(1.0, 3.0)))
     kinds = list(CHAOS)
     rand.shuffle(kinds)
+    faults += _chaos_windows(spec, rand, kinds, lo, hi)
+    if spec.sigterm_in_stages:
+        faults += _sigterms_in_stages(faults)
+    return sorted(faults, key=lambda f: f.at_s)
+
+
+def _sigterms_in_stages(faults: list[Fault]) -> list[Fault]:
+    out = []
+    for f in faults:
+        if f.kind == "sigkill":  # startup: 0.3 s after the restart
+            out.append(Fault(f.at_s + f.hold_s + 0.3, "sigterm", f.slot, hold_s=0.5))
+        elif f.kind == "join":  # the joining instance, mid-join
+            out.append(Fault(f.at_s + 0.8, "sigterm", f.slot, hold_s=0.5))
+        elif f.kind in ("rgw_down", "pg_restart", "chaos"):
+            out.append(Fault(f.at_s + min(1.5, f.hold_s / 2), "sigterm", 0, hold_s=0.5))
+    return out
+
+
+def _chaos_windows(
+    spec: ScheduleSpec, rand: random.Random, kinds: list[str], lo: float, hi: float
+) -> list[Fault]:
+    faults = []
     if spec.chaos_sequential and spec.chaos_windows:
         slot_s = (hi - lo) / spec.chaos_windows
         for i in range(spec.chaos_windows):
             at = lo + i * slot_s
             hold = slot_s - 1.0  # a breath between two kinds: each one alone
             faults.append(Fault(at, "chaos", hold_s=hold, chaos=kinds[i % len(kinds)]))
-        return sorted(faults, key=lambda f: f.at_s)
+        return faults
     for i in range(spec.chaos_windows):
         faults.append(
             Fault(
@@ -170,7 +196,7 @@ def draw_schedule(spec: ScheduleSpec) -> list[Fault]:
                 chaos=kinds[i % len(kinds)],
             )
         )
-    return sorted(faults, key=lambda f: f.at_s)
+    return faults
 
 
 # --- NetScope processes ----------------------------------------------------------------------

@@ -1,16 +1,20 @@
-"""Issue 15, items 1 and 2: faults mixed at random points, judged end to end.
+"""Issue 15, items 1 and 2: each fault alone, then faults mixed at random points, judged end
+to end.
 
-A seeded schedule (tests/faults/harness.py) of SIGKILLs (each restarted), a SIGTERM, a second
-and third instance joining and leaving the group, RGW killed, the PostgreSQL ledger
-restarted and upstream chaos, under continuous loadgen traffic with unique request_ids, on
-one to three `netscope run` processes sharing a PostgreSQL ledger. Afterwards the evidence
+A seeded schedule (tests/faults/harness.py) of SIGKILLs (each restarted), SIGTERMs (at random
+or in each stage), a second and third instance joining and leaving the group, RGW killed with
+the spool's disk filled meanwhile, the PostgreSQL ledger restarted, the broker killed (noida)
+and upstream chaos (latency, 5xx, 429, resets, hangs, slowloris headers, endless bodies, gzip
+bombs, redirects to another host), under continuous loadgen traffic with unique request_ids,
+on one to three `netscope run` processes sharing a PostgreSQL ledger. Afterwards the evidence
 (tests/faults/evidence.py) goes to tests/faults/checker.py: 0 missing, 0 doubled, every
 invalid message dead-lettered, no offset committed past an unaudited message, calls per key
-within what the ledger allows. The report is kept in test-artifacts/faults/<seed>.json.
+within what the ledger allows; and every process exits 0 on SIGTERM, none exits on its own,
+the redirect target sees nothing. The report is kept in test-artifacts/faults/<name>.json,
+the processes' logs beside it.
 
-Replay a failure with its seed:
-``FAULT_SEED=<seed> pytest tests/integration/test_fault_schedule.py``.
-The long variant (``FAULT_LONG=1``, marked slow) runs 20+ kills (``FAULT_KILLS``).
+Replay a failure with its seed: ``FAULT_SEED=<seed> pytest tests/integration/test_fault_schedule.py
+-k <test>``. The long variant (``FAULT_LONG=1``, marked slow) runs 22 kills (``FAULT_KILLS``).
 """
 
 from __future__ import annotations

@@ -88,6 +88,9 @@ class Fault:
     slot: int = 0  # the instance, for sigkill / sigterm / join / leave
     hold_s: float = 0.0  # restart delay, outage or chaos duration
     chaos: str = ""  # a CHAOS key
+    # sigterm only: sent this long after the slot's current run logs "netscope ready" (a
+    # stage reached through the process's own progress, not the clock: mid-join)
+    after_ready_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -165,13 +168,19 @@ def draw_schedule(spec: ScheduleSpec) -> list[Fault]:
 
 
 def _sigterms_in_stages(faults: list[Fault]) -> list[Fault]:
+    """One SIGTERM in each stage, placed by the first fault that creates it."""
     out = []
-    for f in faults:
+    seen: set[str] = set()
+    for f in sorted(faults, key=lambda f: f.at_s):
+        stage = f"chaos_{f.chaos}" if f.kind == "chaos" else f.kind
+        if stage in seen:
+            continue
+        seen.add(stage)
         if f.kind == "sigkill":  # startup: 0.3 s after the restart
             out.append(Fault(f.at_s + f.hold_s + 0.3, "sigterm", f.slot, hold_s=0.5))
-        elif f.kind == "join":  # the joining instance, mid-join
-            out.append(Fault(f.at_s + 0.8, "sigterm", f.slot, hold_s=0.5))
-        elif f.kind in ("rgw_down", "pg_restart", "chaos"):
+        elif f.kind == "join":  # the joining instance, mid-join: as in the hang it found
+            out.append(Fault(f.at_s, "sigterm", f.slot, hold_s=0.5, after_ready_s=0.3))
+        elif f.kind in ("rgw_down", "pg_restart", "broker_restart", "chaos"):
             out.append(Fault(f.at_s + min(1.5, f.hold_s / 2), "sigterm", 0, hold_s=0.5))
     return out
 
@@ -463,6 +472,8 @@ class FaultRun:
     async def _apply(self, fault: Fault) -> None:
         await asyncio.sleep(max(0.0, self._t0 + fault.at_s - time.monotonic()))  # the schedule
         note = lambda text: self.log.note(self._t0, text)  # noqa: E731
+        if fault.after_ready_s is not None:
+            await self._ready(self.instances[fault.slot], fault.after_ready_s)
         if fault.kind in ("sigkill", "sigterm"):
             inst = await self._target(fault)
             async with inst.lock:
@@ -528,6 +539,16 @@ class FaultRun:
             await asyncio.sleep(fault.hold_s)
             self.sim.config.apply_patch({k: getattr(BASELINE, k) for k in CHAOS[fault.chaos]})
             note(f"chaos {fault.chaos} off")
+
+    async def _ready(self, inst: Instance, then_s: float) -> None:
+        """Until the slot's current run says it is ready (it joins the group next), then
+        ``then_s`` more."""
+
+        async def ready() -> bool:
+            return inst.running and "netscope ready" in inst.log.read_text(errors="replace")
+
+        await wait_for(ready, timeout_s=60, what=f"slot {inst.slot} ready")
+        await asyncio.sleep(then_s)  # the stage's offset, part of the schedule
 
     async def run(self) -> dict[int, int]:
         """Load + faults, then heal, settle and stop; returns the produced ends."""

@@ -7,6 +7,7 @@ the name); docs/metrics.md maps the runbook's names onto them.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from collections.abc import Callable
@@ -313,12 +314,35 @@ class Metrics:
             registry=r,
         )
         self.clock.set_function(time.time)
+        # Read at scrape time too: the soak (bench/soak.py) plots it for a growth trend.
+        self._loop: asyncio.AbstractEventLoop | None = None
+        with contextlib.suppress(RuntimeError):
+            self._loop = asyncio.get_running_loop()
+        self.tasks = Gauge(
+            "netscope_asyncio_tasks",
+            "asyncio tasks not yet done on the service's event loop when /metrics was rendered.",
+            registry=r,
+        )
+        self.tasks.set_function(self._count_tasks)
         self._lag_labels: set[tuple[str, str]] = set()
         # labels() takes a lock and builds a key: on the per-call and per-attempt paths the
         # children are resolved once per label combination and kept here.
         self._per_call: dict[tuple[str, Outcome, ErrorClass | None], _CallChildren] = {}
         self._per_timeout: dict[tuple[str, str], Any] = {}
         self._per_answer: dict[tuple[str, int], Any] = {}
+
+    def _count_tasks(self) -> float:
+        """Tasks of the loop these metrics were built on (else of the loop rendering them)."""
+        try:
+            here: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            here = None
+        loop = self._loop or here
+        if loop is None or loop.is_closed():
+            return float("nan")
+        # all_tasks() retries its copy of the task set while another thread changes it, so a
+        # render off the loop's thread (a scrape thread) reads it safely too.
+        return float(len(asyncio.all_tasks(loop)))
 
     def _init_ledger(self, r: CollectorRegistry) -> None:
         self.ledger_claims = Counter(

@@ -30,6 +30,11 @@ TIME_OFFSETS = "time_offsets"  # offsets_for_times honours record timestamps
 DURABLE = "durable"  # data and committed offsets survive a broker restart
 EXACT_END_OFFSETS = "exact_end_offsets"  # end offsets / lag / seek_to_end are right
 IDEMPOTENT_PRODUCER = "idempotent_producer"  # aiokafka enable_idempotence / transactions
+# The group coordinator drops a member that stops heartbeating (SIGKILL, a close that never
+# sent LeaveGroup) once its session expires, and a rebalance completes without it. noida-db
+# 0.2.3 lacks it: the dead member stays in the group forever, and if it led the last
+# generation every later rebalance names it leader again, so no member gets partitions.
+MEMBER_EXPIRY = "member_expiry"
 
 _API_VERSIONS = 18
 
@@ -170,7 +175,7 @@ class TansuBroker(KafkaBroker):
     """Tansu 0.6 memory build: fast, Kafka-compatible, forgets everything on restart."""
 
     name = "tansu"
-    features = frozenset()
+    features = frozenset({MEMBER_EXPIRY})
     session_timeout_ms = 2000
 
     def _binary_hint(self) -> str:

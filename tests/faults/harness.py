@@ -499,27 +499,20 @@ class FaultRun:
                 code = await inst.signal(signal.SIGTERM)
             self._count("leave")
             note(f"slot {fault.slot} leaves -> exit {code}")
-        elif fault.kind == "rgw_down":
-            self.rgw.kill_rgw()
-            self._count("rgw_down")
-            note("rgw killed")
+        elif fault.kind in ("rgw_down", "pg_restart", "broker_restart"):
+            # SIGKILL for RGW and the broker (what survives is what they made durable), a
+            # clean stop for PostgreSQL; each started again after the drawn outage.
+            down, up, what = {
+                "rgw_down": (self.rgw.kill_rgw, self.rgw.start_rgw, "rgw"),
+                "pg_restart": (self.postgres.stop, self.postgres.start, "postgres"),
+                "broker_restart": (self.broker.kill, self.broker.up, f"broker {self.broker.name}"),
+            }[fault.kind]
+            await asyncio.to_thread(down)
+            self._count(fault.kind)
+            note(f"{what} down")
             await asyncio.sleep(fault.hold_s)
-            await asyncio.to_thread(self.rgw.start_rgw)
-            note("rgw started")
-        elif fault.kind == "pg_restart":
-            await asyncio.to_thread(self.postgres.stop)
-            self._count("pg_restart")
-            note("postgres stopped")
-            await asyncio.sleep(fault.hold_s)
-            await asyncio.to_thread(self.postgres.start)
-            note("postgres started")
-        elif fault.kind == "broker_restart":
-            self.broker.kill()  # SIGKILL: what survives is what the broker made durable
-            self._count("broker_restart")
-            note(f"broker {self.broker.name} killed")
-            await asyncio.sleep(fault.hold_s)
-            await asyncio.to_thread(self.broker.up)
-            note(f"broker {self.broker.name} started")
+            await asyncio.to_thread(up)
+            note(f"{what} up")
         elif fault.kind == "disk_full":
             inst = self.instances[fault.slot]
             if not inst.spool_mounted:

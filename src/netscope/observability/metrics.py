@@ -25,6 +25,7 @@ from netscope.contract.outcomes import (
     error_origin,
     status_class,
 )
+from netscope.ledger.model import ClaimResult
 from netscope.observability.events import (
     AttemptFinished,
     AuditBatchDurable,
@@ -348,12 +349,13 @@ class Metrics:
         self.ledger_claims = Counter(
             "netscope_ledger_claims_total",
             "Idempotency keys claimed before a call, by result (claimed, completed = "
-            "already done, in_progress = held by another claim, taken_over = lease expired).",
+            "already done, in_progress = held by another claim, taken_over = lease expired, "
+            "released_here = refused before for this very message: audited from the ledger).",
             ["result"],
             registry=r,
         )
-        for result in ("claimed", "completed", "in_progress", "taken_over"):
-            self.ledger_claims.labels(result)
+        for result in ClaimResult:
+            self.ledger_claims.labels(result.value)
         self.ledger_settles = Counter(
             "netscope_ledger_settles_total",
             "Claims settled after the call: completed, released (the outcome does not count "

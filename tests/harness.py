@@ -22,6 +22,7 @@ from netscope.audit.batch import decode
 from netscope.audit.store import AuditStore
 from netscope.config import AuditConfig, Settings
 from netscope.service import Service
+from netscope.tools.loadgen import LoadgenConfig, SentMessage, run_loadgen
 from netscope.tools.messages import make_invalid, make_request
 
 SMALL_INVALID = (
@@ -107,7 +108,9 @@ def make_traffic(
 
 
 async def produce(
-    bootstrap: str, topic: str, items: list[tuple[bytes, bytes, Any]],
+    bootstrap: str,
+    topic: str,
+    items: list[tuple[bytes, bytes, Any]],
     compression_type: str | None = None,
 ) -> dict[int, int]:
     """Produce and wait for acks; returns the next offset per partition (what must be committed)."""
@@ -319,3 +322,38 @@ async def run_report(
     result = await asyncio.to_thread(CliRunner().invoke, app, args, env=env)
     assert result.exit_code == 0, result.output
     return orjson.loads((out_dir / "report.html.json").read_bytes()), out
+
+
+class BackgroundLoad:
+    """`netscope loadgen` in-process at a steady rate; remembers every message the broker
+    acknowledged, by position, and the end offset of each partition."""
+
+    def __init__(self, cfg: LoadgenConfig) -> None:
+        self.cfg = cfg
+        self.acked: dict[tuple[int, int], SentMessage] = {}
+        self.ends: dict[int, int] = {}
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[Any] | None = None
+
+    @property
+    def sent(self) -> int:
+        return len(self.acked)
+
+    def _on_sent(self, msg: SentMessage) -> None:
+        assert msg.partition is not None and msg.offset is not None
+        self.acked[(msg.partition, msg.offset)] = msg
+        self.ends[msg.partition] = max(self.ends.get(msg.partition, 0), msg.offset + 1)
+
+    def start(self) -> BackgroundLoad:
+        self._task = asyncio.create_task(
+            run_loadgen(self.cfg, on_sent=self._on_sent, stop=self._stop)
+        )
+        return self
+
+    async def stop(self) -> dict[int, int]:
+        """Stop producing; the end offsets. Any produce error fails the test."""
+        self._stop.set()
+        assert self._task is not None
+        report = await self._task
+        assert report.errors == 0, report.summary()
+        return dict(self.ends)

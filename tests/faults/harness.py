@@ -49,10 +49,16 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from netscope.config import Settings
 from netscope.devservices.base import free_port
-from netscope.tools.loadgen import LoadgenConfig, SentMessage, run_loadgen
+from netscope.tools.loadgen import LoadgenConfig
 from netscope.tools.messages import SMALL_INVALID_KINDS
 from netscope.tools.upstream_sim import SimConfig, UpstreamSim
-from tests.harness import committed_offsets, settings_for, settings_toml, wait_for
+from tests.harness import (
+    BackgroundLoad,
+    committed_offsets,
+    settings_for,
+    settings_toml,
+    wait_for,
+)
 
 UPSTREAM = "payments"
 DEADLINE_S = 2.0  # upstream deadline_s; the ledger lease is this plus LEASE_MARGIN_S
@@ -361,11 +367,10 @@ class Instance:
 # --- traffic -----------------------------------------------------------------------------------
 
 
-class Load:
-    """`netscope loadgen` in-process at a steady rate; remembers every acknowledged message."""
-
-    def __init__(self, bootstrap: str, topic: str, rate_per_s: float, seed: int) -> None:
-        self.cfg = LoadgenConfig(
+def steady_load(bootstrap: str, topic: str, rate_per_s: float, seed: int) -> BackgroundLoad:
+    """The fault run's traffic: unique request_ids, 2 % invalid, 64 Kafka keys."""
+    return BackgroundLoad(
+        LoadgenConfig(
             bootstrap=bootstrap,
             topic=topic,
             rate_per_s=rate_per_s,
@@ -375,28 +380,7 @@ class Load:
             key_cardinality=64,
             seed=seed,
         )
-        self.sent: dict[tuple[int, int], SentMessage] = {}
-        self.ends: dict[int, int] = {}
-        self._stop = asyncio.Event()
-        self._task: asyncio.Task[Any] | None = None
-
-    def _on_sent(self, msg: SentMessage) -> None:
-        assert msg.partition is not None and msg.offset is not None
-        self.sent[(msg.partition, msg.offset)] = msg
-        self.ends[msg.partition] = max(self.ends.get(msg.partition, 0), msg.offset + 1)
-
-    def start(self) -> Load:
-        self._task = asyncio.create_task(
-            run_loadgen(self.cfg, on_sent=self._on_sent, stop=self._stop)
-        )
-        return self
-
-    async def stop(self) -> dict[int, int]:
-        self._stop.set()
-        assert self._task is not None
-        report = await self._task
-        assert report.errors == 0, report.summary()
-        return dict(self.ends)
+    )
 
 
 # --- the run ----------------------------------------------------------------------------------
@@ -457,7 +441,7 @@ class FaultRun:
         env = os.environ | {"NETSCOPE_AUDIT__S3__SECRET_ACCESS_KEY": rgw.secret_key}
         self.instances = [Instance(i, self.settings, dsn, root, env) for i in range(3)]
         self.log = RunLog(spec.seed, asdict(spec), [asdict(f) for f in self.schedule])
-        self.load = Load(broker.bootstrap, topic, spec.rate_per_s, seed=spec.seed)
+        self.load = steady_load(broker.bootstrap, topic, spec.rate_per_s, seed=spec.seed)
         self._t0 = 0.0
         self.t0_wall = 0.0  # time.time() at the start of the fault schedule
 

@@ -42,10 +42,11 @@ from netscope.contract.records import AuditRecord, KafkaPosition, Outcome
 from netscope.devservices.base import free_port
 from netscope.observability.events import EventBus, WriteResult
 from netscope.service import Service
-from netscope.tools.loadgen import LoadgenConfig, SentMessage, run_loadgen
+from netscope.tools.loadgen import LoadgenConfig
 from netscope.tools.messages import SMALL_INVALID_KINDS
 from netscope.tools.upstream_sim import SimConfig, UpstreamSim
 from tests.harness import (
+    BackgroundLoad,
     committed_offsets,
     metric,
     metric_sum,
@@ -78,11 +79,10 @@ async def sim():
         yield s
 
 
-class Load:
+def steady_load(bootstrap: str, topic: str, rate_per_s: float = RATE_PER_S) -> BackgroundLoad:
     """Background producer at a steady rate; remembers what the broker acknowledged."""
-
-    def __init__(self, bootstrap: str, topic: str, rate_per_s: float = RATE_PER_S) -> None:
-        self.cfg = LoadgenConfig(
+    return BackgroundLoad(
+        LoadgenConfig(
             bootstrap=bootstrap,
             topic=topic,
             rate_per_s=rate_per_s,
@@ -91,28 +91,7 @@ class Load:
             invalid_kinds=SMALL_INVALID_KINDS,
             seed=5,
         )
-        self.ends: dict[int, int] = {}
-        self.sent = 0
-        self._stop = asyncio.Event()
-        self._task: asyncio.Task[Any] | None = None
-
-    def _on_sent(self, msg: SentMessage) -> None:
-        assert msg.partition is not None and msg.offset is not None
-        self.sent += 1
-        self.ends[msg.partition] = max(self.ends.get(msg.partition, 0), msg.offset + 1)
-
-    def start(self) -> Load:
-        self._task = asyncio.create_task(
-            run_loadgen(self.cfg, on_sent=self._on_sent, stop=self._stop)
-        )
-        return self
-
-    async def stop(self) -> dict[int, int]:
-        self._stop.set()
-        assert self._task is not None
-        report = await self._task
-        assert report.errors == 0, report.summary()
-        return dict(self.ends)
+    )
 
 
 class GaugeWatch:
@@ -197,7 +176,7 @@ async def outage_keeps_processing(service: Service, started: float, duration_s: 
 
 
 async def heal_and_settle(
-    service: Service, load: Load, topic: str, *, timeout_s: float = 90
+    service: Service, load: BackgroundLoad, topic: str, *, timeout_s: float = 90
 ) -> dict[int, int]:
     """Keep the load on for a few seconds after the fault heals, then stop it and wait for
     the pipeline to commit everything and empty the spool."""
@@ -267,7 +246,7 @@ async def test_rgw_killed_60s_under_load_every_message_audited_once(
     started_wall = time.time()
     async with running(service):
         degraded = GaugeWatch(lambda: metric(service, "netscope_audit_degraded"))
-        load = Load(tansu_broker.bootstrap, topic).start()
+        load = steady_load(tansu_broker.bootstrap, topic).start()
         await wait_for(
             lambda: metric(service, "netscope_audit_writes_total", STORED) > 0,
             timeout_s=30,
@@ -341,7 +320,7 @@ async def test_rgw_frozen_20s_timed_out_puts_applied_later_no_duplicate(
     service = Service(settings)
     async with running(service):
         degraded = GaugeWatch(lambda: metric(service, "netscope_audit_degraded"))
-        load = Load(tansu_broker.bootstrap, topic).start()
+        load = steady_load(tansu_broker.bootstrap, topic).start()
         await wait_for(
             lambda: metric(service, "netscope_audit_writes_total", STORED) > 0,
             timeout_s=30,
@@ -418,7 +397,7 @@ async def test_netscope_sigkilled_while_degraded_spool_recovered_on_restart(
         )
         second = None
         try:
-            load = Load(tansu_broker.bootstrap, topic).start()
+            load = steady_load(tansu_broker.bootstrap, topic).start()
 
             async def first_metric(name: str, above: float) -> bool:
                 return (await _scrape(http)).get(name, 0.0) > above
@@ -509,7 +488,7 @@ async def test_full_spool_pauses_consumption_nothing_dropped_resumes_after_drain
     service = Service(settings)
     pipeline = service.pipeline
     async with running(service), httpx.AsyncClient(base_url=service.base_url) as http:
-        load = Load(tansu_broker.bootstrap, topic, rate_per_s=200).start()
+        load = steady_load(tansu_broker.bootstrap, topic, rate_per_s=200).start()
         await wait_for(
             lambda: metric(service, "netscope_audit_writes_total", STORED) > 0,
             timeout_s=30,

@@ -122,7 +122,7 @@ async def run_schedule(
             dlq_topic=run.settings.kafka.dead_letter_topic,
             group_id=run.settings.kafka.group_id,
             audit_cfg=run.settings.audit,
-            sent=run.load.sent,
+            sent=run.load.acked,
             upstream_calls=sim.stats.by_idempotency_key,
         )
     report = check(

@@ -37,9 +37,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from netscope.config import LedgerConfig, Settings
 from netscope.devservices.base import free_port
 from netscope.service import Service
-from netscope.tools.loadgen import LoadgenConfig, SentMessage, run_loadgen
+from netscope.tools.loadgen import LoadgenConfig
 from netscope.tools.upstream_sim import SimConfig, UpstreamSim
 from tests.harness import (
+    BackgroundLoad,
     committed_offsets,
     make_traffic,
     metric,
@@ -290,39 +291,17 @@ async def test_sigkill_mid_stream_calls_again_only_keys_whose_lease_ran_out(
 # --- 2. PostgreSQL stopped mid-stream ---------------------------------------------------------
 
 
-class Load:
+def steady_load(bootstrap: str, topic: str, rate_per_s: float) -> BackgroundLoad:
     """Background producer at a steady rate; remembers what the broker acknowledged."""
-
-    def __init__(self, bootstrap: str, topic: str, rate_per_s: float) -> None:
-        self.cfg = LoadgenConfig(
+    return BackgroundLoad(
+        LoadgenConfig(
             bootstrap=bootstrap,
             topic=topic,
             rate_per_s=rate_per_s,
             upstreams={UPSTREAM: 1.0},
             seed=23,
         )
-        self.ends: dict[int, int] = {}
-        self.sent = 0
-        self._stop = asyncio.Event()
-        self._task: asyncio.Task[Any] | None = None
-
-    def _on_sent(self, msg: SentMessage) -> None:
-        assert msg.partition is not None and msg.offset is not None
-        self.sent += 1
-        self.ends[msg.partition] = max(self.ends.get(msg.partition, 0), msg.offset + 1)
-
-    def start(self) -> Load:
-        self._task = asyncio.create_task(
-            run_loadgen(self.cfg, on_sent=self._on_sent, stop=self._stop)
-        )
-        return self
-
-    async def stop(self) -> dict[int, int]:
-        self._stop.set()
-        assert self._task is not None
-        report = await self._task
-        assert report.errors == 0, report.summary()
-        return dict(self.ends)
+    )
 
 
 def committed_to_end(service: Service, topic: str, ends: dict[int, int]) -> bool:
@@ -367,7 +346,7 @@ async def test_postgres_stopped_mid_stream_pauses_calls_nothing_and_heals(
         async def ready_is(code: int) -> bool:
             return (await ready())[0] == code
 
-        load = Load(tansu_broker.bootstrap, topic, rate_per_s=50.0).start()
+        load = steady_load(tansu_broker.bootstrap, topic, rate_per_s=50.0).start()
         await wait_for(lambda: pipeline.processed >= 50, timeout_s=30, what="processing")
         await wait_for(lambda: ready_is(200), timeout_s=30, what="ready before the outage")
         assert metric(service, "netscope_ledger_up") == 1

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import random
 import time
 from collections import Counter
@@ -255,6 +256,22 @@ def metric_sum(service: Service, name: str) -> float:
         for sample in family.samples
         if sample.name == name
     )
+
+
+def toml_value(value: Any) -> str:
+    return json.dumps(value) if isinstance(value, str) else repr(value)
+
+
+def toml_table(table: str, keys: dict[str, Any]) -> str:
+    """A [table] of scalar keys, to append to a TOML text."""
+    return f"[{table}]\n" + "".join(f"{k} = {toml_value(v)}\n" for k, v in keys.items())
+
+
+def with_keys(text: str, table: str, keys: dict[str, Any]) -> str:
+    """Add keys at the top of an existing [table] of a TOML text."""
+    header = f"[{table}]\n"
+    assert text.count(header) == 1, f"{header!r} not once in the TOML"
+    return text.replace(header, toml_table(table, keys), 1)
 
 
 def settings_toml(settings: Settings, *, api_port: int = 0, timeouts: bool = False) -> str:

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import random
 import shutil
@@ -57,7 +56,9 @@ from tests.harness import (
     committed_offsets,
     settings_for,
     settings_toml,
+    toml_table,
     wait_for,
+    with_keys,
 )
 
 UPSTREAM = "payments"
@@ -217,18 +218,6 @@ def _chaos_windows(
 # --- NetScope processes ----------------------------------------------------------------------
 
 
-def _toml_value(value: Any) -> str:
-    return json.dumps(value) if isinstance(value, str) else repr(value)
-
-
-def _with_keys(text: str, table: str, keys: dict[str, Any]) -> str:
-    header = f"[{table}]\n"
-    assert text.count(header) == 1, f"{header!r} not once in the TOML"
-    return text.replace(
-        header, header + "".join(f"{k} = {_toml_value(v)}\n" for k, v in keys.items())
-    )
-
-
 class Instance:
     """One slot of the group: a port, a spool directory, a config; restarted in place."""
 
@@ -244,7 +233,7 @@ class Instance:
         text = text.replace(
             f'path = "{settings.audit.spool.path}"', f'path = "{self.dir / "spool"}"'
         )
-        text = _with_keys(
+        text = with_keys(
             text,
             f"upstreams.{UPSTREAM}",
             {"deadline_s": DEADLINE_S, "read_timeout_s": READ_TIMEOUT_S},
@@ -257,7 +246,7 @@ class Instance:
             "connect_timeout_s": 2.0,
             "statement_timeout_s": 1.0,
         }
-        text += "[ledger]\n" + "".join(f"{k} = {_toml_value(v)}\n" for k, v in ledger.items())
+        text += toml_table("ledger", ledger)
         self.config = self.dir / "netscope.toml"
         self.config.write_text(text)
         self.spool = self.dir / "spool"

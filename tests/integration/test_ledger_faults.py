@@ -19,7 +19,6 @@ on an observable condition (tests.harness.wait_for).
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 import sys
@@ -50,7 +49,9 @@ from tests.harness import (
     settings_for,
     settings_toml,
     terminal_counts,
+    toml_table,
     wait_for,
+    with_keys,
 )
 
 pytestmark = pytest.mark.integration
@@ -90,27 +91,15 @@ def ledger_options(backend: str, dsn: str | None) -> dict[str, Any]:
     return options
 
 
-def _toml_value(value: Any) -> str:
-    return json.dumps(value) if isinstance(value, str) else repr(value)
-
-
-def _with_keys(text: str, table: str, keys: dict[str, Any]) -> str:
-    """Add keys at the top of an existing [table] of a TOML text."""
-    header = f"[{table}]\n"
-    assert text.count(header) == 1, f"{header!r} not once in the TOML"
-    lines = "".join(f"{k} = {_toml_value(v)}\n" for k, v in keys.items())
-    return text.replace(header, header + lines)
-
-
 def service_toml(
     settings: Settings, *, port: int, ledger: dict[str, Any], ingest_rate_per_s: float
 ) -> str:
     text = settings_toml(settings, api_port=port)
-    text = _with_keys(text, "pipeline", {"ingest_rate_per_s": ingest_rate_per_s})
-    text = _with_keys(
+    text = with_keys(text, "pipeline", {"ingest_rate_per_s": ingest_rate_per_s})
+    text = with_keys(
         text, f"upstreams.{UPSTREAM}", {"deadline_s": DEADLINE_S, "read_timeout_s": 1.0}
     )
-    return text + "[ledger]\n" + "".join(f"{k} = {_toml_value(v)}\n" for k, v in ledger.items())
+    return text + toml_table("ledger", ledger)
 
 
 async def scrape(http: httpx.AsyncClient) -> dict[str, float]:

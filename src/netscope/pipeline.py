@@ -35,6 +35,7 @@ from netscope.handler import MessageHandler
 from netscope.ingest.dead_letter import DeadLetterPublisher
 from netscope.ingest.fetcher import Fetcher
 from netscope.ingest.flow import FlowControl
+from netscope.ingest.group import LeaderTrackingAssignor, leave_only_when_safe
 from netscope.ingest.kafka import make_consumer, make_producer
 from netscope.ingest.keyed import KeyedScheduler
 from netscope.ingest.work import Work
@@ -143,7 +144,11 @@ class Pipeline:
 
     def _build_kafka(self, consumer_overrides: dict[str, Any]) -> None:
         s = self.settings
-        self._consumer = make_consumer(s.kafka, **consumer_overrides)
+        # A leader does not send LeaveGroup while tansu rebalances (see ingest/group.py).
+        self._assignor = LeaderTrackingAssignor()
+        self._consumer = make_consumer(
+            s.kafka, **({"partition_assignment_strategy": (self._assignor,)} | consumer_overrides)
+        )
         self._producer = make_producer(s.kafka)
         dead_letters: Any = DeadLetterPublisher(
             self._producer, s.kafka.dead_letter_topic, self.events
@@ -264,6 +269,7 @@ class Pipeline:
         await self.start_stages()
         await self._producer.start()
         await self._consumer.start()
+        leave_only_when_safe(self._consumer, self._assignor)
         self._consumer.subscribe(
             [self.settings.kafka.requests_topic], listener=self.committer.listener()
         )

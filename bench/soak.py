@@ -517,7 +517,8 @@ def plot(doc: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     spec = SoakSpec(**doc["spec"])
-    rows = [r for r in doc["samples"] if r["t"] >= 0]
+    # The load phase only: in the settle phase slot 0 is stopped (its tasks fall to a few).
+    rows = [r for r in doc["samples"] if 0 <= r["t"] <= spec.load_s]
     t = [r["t"] / 60 for r in rows]
     panels = [
         ("RSS (MB)", [r["rss"] / MB for r in rows]),
@@ -540,7 +541,8 @@ def plot(doc: dict[str, Any], path: Path) -> None:
         for x in (spec.quiet_s / 60, (spec.load_s - spec.quiet_s) / 60):
             ax.axvline(x, color="grey", linestyle=":", linewidth=1)
         ax.axvline(spec.load_s / 60, color="green", linestyle="--", linewidth=1)
-    axes[-1].set_xlabel("minutes since the fault schedule started (dashed green: load stops)")
+    axes[-1].set_xlabel("minutes since the fault schedule started (dotted: quiet head and tail; "
+                        "dashed green: load stops)")
     v = doc["verdict"]
     handles = [plt.Rectangle((0, 0), 1, 1, color=c, alpha=0.3) for c in colors.values()]
     handles.append(plt.Line2D([0], [0], color="tab:purple", alpha=0.5))

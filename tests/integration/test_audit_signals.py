@@ -21,12 +21,12 @@ from netscope.service import Service
 from netscope.tools.upstream_sim import SimConfig, UpstreamSim
 from tests.harness import metric, running, wait_for
 from tests.integration.test_audit_faults import (
-    Load,
     assert_exactly_once,
     committed_to_end,
     fault_settings,
     heal_and_settle,
     new_topic,
+    steady_load,
 )
 
 pytestmark = pytest.mark.integration
@@ -75,7 +75,7 @@ async def test_store_write_errors_keep_counting_while_degraded(
     settings = fault_settings(tansu_broker, topic, rgw_faults, rgw_bucket, sim, tmp_path)
     service = Service(settings)
     async with running(service):
-        load = Load(tansu_broker.bootstrap, topic).start()
+        load = steady_load(tansu_broker.bootstrap, topic).start()
         try:
             await _first_store_writes_then_kill(service, rgw_faults)
             # Degraded: live batches go to the spool without trying the store; only the
@@ -103,7 +103,7 @@ async def test_store_writes_rise_as_the_spool_drains(
     service = Service(settings)
     pipeline = service.pipeline
     async with running(service):
-        load = Load(tansu_broker.bootstrap, topic).start()
+        load = steady_load(tansu_broker.bootstrap, topic).start()
         try:
             await _first_store_writes_then_kill(service, rgw_faults)
             # No traffic from here on: whatever the store gets now comes from the spool.
@@ -123,10 +123,12 @@ async def test_store_writes_rise_as_the_spool_drains(
             # "spool_drained" per drain pass that moved batches.
             control: list[Any] = []
             pipeline.events.subscribe(
-                lambda e: control.append(e)
-                if isinstance(e, SpoolDrainPassed)
-                or (isinstance(e, DegradedModeChanged) and not e.degraded)
-                else None
+                lambda e: (
+                    control.append(e)
+                    if isinstance(e, SpoolDrainPassed)
+                    or (isinstance(e, DegradedModeChanged) and not e.degraded)
+                    else None
+                )
             )
         finally:
             rgw_faults.start_rgw()
@@ -136,8 +138,10 @@ async def test_store_writes_rise_as_the_spool_drains(
                 and not pipeline.writer.degraded
                 and pipeline.writer.pending_records == 0
                 and any(isinstance(e, DegradedModeChanged) for e in control)
-                and any(isinstance(e, SpoolDrainPassed) and e.pending_batches_after == 0
-                        for e in control)
+                and any(
+                    isinstance(e, SpoolDrainPassed) and e.pending_batches_after == 0
+                    for e in control
+                )
                 and pipeline.writer.pending_control_records == 0  # those two, audited
             ),
             timeout_s=60,

@@ -50,11 +50,11 @@ from tests.harness import (
     settings_for,
     settings_toml,
     terminal_counts,
+    toml_table,
     wait_for,
+    with_keys,
 )
 from tests.integration.test_ledger_faults import (
-    _toml_value,
-    _with_keys,
     assert_exactly_once,
     committed_all,
     ledger_options,
@@ -70,9 +70,9 @@ def run_toml(settings: Settings, *, port: int, ledger: dict[str, Any]) -> str:
     """``netscope run``'s TOML: one attempt per call (the simulator's count is the number of
     calls)."""
     text = settings_toml(settings, api_port=port)
-    text = _with_keys(text, f"upstreams.{UPSTREAM}", {"deadline_s": 2.0, "read_timeout_s": 1.0})
+    text = with_keys(text, f"upstreams.{UPSTREAM}", {"deadline_s": 2.0, "read_timeout_s": 1.0})
     text += f"[upstreams.{UPSTREAM}.retry]\nmax_attempts = 1\n"
-    return text + "[ledger]\n" + "".join(f"{k} = {_toml_value(v)}\n" for k, v in ledger.items())
+    return text + toml_table("ledger", ledger)
 
 
 async def rewind(bootstrap: str, group_id: str, topic: str, ends: dict[int, int]) -> None:

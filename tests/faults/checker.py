@@ -118,7 +118,11 @@ def _calls(
             if not key or record.get("outcome") == "invalid":
                 continue
             expected[key] += len(record.get("attempts") or [])
-            if record.get("attempt_after_lease_expiry") or record.get("outcome_from_ledger"):
+            if (
+                record.get("attempt_after_lease_expiry")
+                or record.get("outcome_from_ledger")
+                or record.get("outcome") == "duplicate_in_progress"
+            ):
                 slack[key] += max_attempts  # a crashed process's calls: not in any record
     for key in set(expected) | set(upstream_calls):
         seen, want = upstream_calls.get(key, 0), expected.get(key, 0)

@@ -279,20 +279,36 @@ async def test_an_expired_lease_is_called_again_marked_and_counted(ledger) -> No
     assert [type(e) for e in seen if isinstance(e, LeaseExpired)] == [LeaseExpired]
 
 
-async def test_a_ledger_down_calls_nothing_and_says_so_until_it_answers_again(ledger) -> None:
-    handler, gate, guard, writer, seen = build(ledger, OK)
+async def down_past_the_deadline(
+    handler: MessageHandler, gate: IdempotencyGate, ledger: Flaky, writer: Writer, value: bytes
+) -> asyncio.Task[None]:
+    """The message handled while the ledger is down, until its deadline has passed: by then
+    it has no record (it waits to read its key), then the ledger comes back."""
     ledger.down = True
-    await handle(handler, message("k-down"), 6)
-    assert guard.calls == [] and not gate.available
+    task = asyncio.create_task(handle(handler, value, 6))
+    past = time.monotonic() + DEADLINE_S + 0.2  # the scenario: an outage outlasting it
+    while time.monotonic() < past or gate.available:
+        assert not task.done() and records(writer) == []
+        await asyncio.sleep(0.02)
+    assert not task.done() and records(writer) == [], "ended blind, without reading its key"
+    ledger.down = False
+    return task
+
+
+async def test_a_ledger_down_calls_nothing_and_ends_once_the_key_can_be_read(ledger) -> None:
+    handler, gate, guard, writer, seen = build(ledger, OK)
+    task = await down_past_the_deadline(handler, gate, ledger, writer, message("k-down"))
+    await asyncio.wait_for(task, 5)
+    assert guard.calls == []
     (record,) = records(writer)
     assert record.outcome is Outcome.LEDGER_UNAVAILABLE
     assert record.error_class is ErrorClass.LEDGER_UNAVAILABLE
+    assert "past this message's deadline" in (record.error_detail or "")
     changes = [e for e in seen if isinstance(e, LedgerAvailabilityChanged)]
     assert [c.available for c in changes] == [False]
 
     watcher = asyncio.create_task(gate.watch())
     try:
-        ledger.down = False
         deadline = time.monotonic() + 5
         while not gate.available:
             assert time.monotonic() < deadline, "the gate never saw the ledger come back"
@@ -301,6 +317,37 @@ async def test_a_ledger_down_calls_nothing_and_says_so_until_it_answers_again(le
         watcher.cancel()
     await handle(handler, message("k-down"), 7)
     assert len(guard.calls) == 1
+
+
+async def test_a_redelivery_in_an_outage_is_not_audited_as_never_called(ledger) -> None:
+    """Its first holder claimed (and may have called) and died unsettled; the redelivery
+    meets the ledger down past its deadline. Its record says the key was held, not
+    ``ledger_unavailable`` (which would claim the upstream was never called), and the dead
+    claim is left for a later takeover."""
+    handler, gate, guard, writer, _ = build(ledger, OK)
+    crashed = ClaimRequest(LedgerKey("payments", "k-held"), "dead-instance", 1.0, 3600.0)
+    await ledger.claim([crashed], time.time() - 5)  # its lease ran out 4 s ago
+    task = await down_past_the_deadline(handler, gate, ledger, writer, message("k-held"))
+    await asyncio.wait_for(task, 5)
+    assert guard.calls == []
+    (record,) = records(writer)
+    assert record.outcome is Outcome.DUPLICATE_IN_PROGRESS
+    assert "run out" in (record.error_detail or "")
+    (entry,) = (await ledger.get([crashed.key])).values()
+    assert entry.state is EntryState.IN_PROGRESS and entry.token == "dead-instance"
+
+
+async def test_a_key_completed_during_the_outage_ends_as_its_duplicate(ledger) -> None:
+    handler, gate, guard, writer, _ = build(ledger, OK)
+    other = ClaimRequest(LedgerKey("payments", "k-done"), "other-instance", 30.0, 3600.0)
+    await ledger.claim([other], time.time())
+    done = Completion("success", 201, 1, "t/0/3", time.time())
+    await ledger.settle([Settle(other.key, other.token, done, 3600.0)], time.time())
+    task = await down_past_the_deadline(handler, gate, ledger, writer, message("k-done"))
+    await asyncio.wait_for(task, 5)
+    assert guard.calls == []
+    (record,) = records(writer)
+    assert record.outcome is Outcome.DUPLICATE_SKIPPED and record.duplicate_of == "t/0/3"
 
 
 async def test_claims_of_one_fetch_share_one_round_trip(ledger) -> None:

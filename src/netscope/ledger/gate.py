@@ -6,7 +6,8 @@
                                       released by this very message (same ref: a
                                       redelivery): no call, its record rebuilt from the entry
                         -> NotCalled  another claim kept the key past our deadline, or the
-                                      ledger could not be asked before it (fail closed)
+                                      ledger could not be asked before it (fail closed;
+                                      the record waits until the key can be read)
     settle(ticket, record)            completed (the upstream policy says the outcome counts)
                                       or released (kept ttl_s with the refusal and the
                                       record's ref: another message or a replay calls it
@@ -18,6 +19,16 @@ transaction, one commit): one round trip per fetch, not per message. While the l
 answer, ``available`` is False (the fetcher pauses ingest on it, readiness names it) and
 admissions retry every ``retry_interval_s`` within their message's deadline; nothing is
 called without a claim.
+
+Past that deadline an admission still waits for the ledger, to read the key, before its
+message ends: the message may be a redelivery whose earlier holder claimed and called and
+then died unsettled (found by the long fault run). Ended blind, its record would say
+``ledger_unavailable``, not called, and be committed, while the upstream had the call. Read
+once the ledger answers, the key says what happened: completed (``duplicate_skipped``, or
+this message's own refusal), held by a claim that never settled (``duplicate_in_progress``,
+as for a live holder past the deadline: that holder may have called), or nobody's
+(``ledger_unavailable``). Ingest is paused meanwhile and the offset is not committed, so a
+stop abandons the message to its redelivery.
 """
 
 from __future__ import annotations
@@ -42,6 +53,7 @@ from netscope.ledger.model import (
     ClaimResult,
     Completion,
     Entry,
+    EntryState,
     Ledger,
     LedgerKey,
     LedgerUnavailable,
@@ -173,7 +185,7 @@ class IdempotencyGate:
             except LedgerUnavailable as exc:
                 left = deadline_mono - self._monotonic()
                 if left <= self._cfg.retry_interval_s:
-                    return NotCalled(Outcome.LEDGER_UNAVAILABLE, f"ledger unavailable: {exc}")
+                    return await self._past_deadline(request, str(exc))
                 await asyncio.sleep(self._cfg.retry_interval_s)
                 continue
             result, entry = claim.result, claim.entry
@@ -209,6 +221,33 @@ class IdempotencyGate:
             if entry is not None and entry.lease_until is not None:
                 wait = min(wait, max(0.01, entry.lease_until - self._wall()))
             await asyncio.sleep(min(wait, left))
+
+    async def _past_deadline(self, request: ClaimRequest, why: str) -> Duplicate | NotCalled:
+        """No call any more: wait until the ledger can be read, then say what the key is."""
+        while True:
+            try:
+                entry = (await self.ledger.get([request.key])).get(request.key)
+                break
+            except LedgerUnavailable:
+                await asyncio.sleep(self._cfg.retry_interval_s)
+        unavailable = f"ledger unavailable until past this message's deadline: {why}"
+        if entry is None:
+            return NotCalled(Outcome.LEDGER_UNAVAILABLE, unavailable)
+        if entry.state is EntryState.IN_PROGRESS:
+            until = entry.lease_until or 0.0
+            ran_out = " (run out: its holder stopped unsettled, maybe after calling)"
+            return NotCalled(
+                Outcome.DUPLICATE_IN_PROGRESS,
+                f"{unavailable}; then the key was held by another claim, lease until "
+                f"{until:.3f}{ran_out if until <= self._wall() else ''}",
+            )
+        live = entry.expires_at is None or entry.expires_at > self._wall()
+        done = entry.completion
+        if live and done is not None and (
+            entry.state is EntryState.COMPLETED or done.audit_ref == request.audit_ref
+        ):
+            return Duplicate(entry)
+        return NotCalled(Outcome.LEDGER_UNAVAILABLE, unavailable)
 
     # -- settle ------------------------------------------------------------------------------
 

@@ -35,7 +35,7 @@ from netscope.handler import MessageHandler
 from netscope.ingest.dead_letter import DeadLetterPublisher
 from netscope.ingest.fetcher import Fetcher
 from netscope.ingest.flow import FlowControl
-from netscope.ingest.group import LeaderTrackingAssignor, leave_only_when_safe
+from netscope.ingest.group import LeaderTrackingAssignor, leave_only_when_safe, stop_consumer
 from netscope.ingest.kafka import make_consumer, make_producer
 from netscope.ingest.keyed import KeyedScheduler
 from netscope.ingest.work import Work
@@ -310,7 +310,7 @@ class Pipeline:
         audit_pending = self.writer.pending_records
         if lost := self.writer.pending_control_records:
             log.warning("%d control records (state changes, this stop) not durable: lost", lost)
-        await bounded_step("consumer close", self._consumer.stop(), CLOSE_STEP_TIMEOUT_S)
+        await bounded_step("consumer close", stop_consumer(self._consumer), CLOSE_STEP_TIMEOUT_S)
         self.consumer_connected = False
         await bounded_step("producer close", self._producer.stop(), CLOSE_STEP_TIMEOUT_S)
         await self._close_clients()

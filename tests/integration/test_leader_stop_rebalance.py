@@ -9,7 +9,8 @@ SyncGroup while Forming, and a departed member is not in the member list, so the
 timeout that clears a dead leader never fires: no generation forms again for as long as the
 broker runs (seen stuck for 40 s and more with a 6 s session; noida recovers in ~1 s). A
 leader that goes without a LeaveGroup is evicted after the session timeout and the group
-recovers, so NetScope's leader sends none while tansu's group forms (ingest/group.py).
+recovers, so NetScope's leader sends none to tansu (ingest/group.py; at first it skipped the
+LeaveGroup only while the group formed, which left a race the CI fault run then hit).
 
 Here ``netscope run`` is alone in a fresh group (so it is the leader, with every partition),
 a plain aiokafka consumer joins (tansu turns the group Forming at its first JoinGroup), and

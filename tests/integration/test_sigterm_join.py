@@ -38,6 +38,9 @@ RELEASED = ((0.3, 0.5), (1.0, 1.0))
 DRAIN_S, FLUSH_S = 5.0, 2.0
 STOP_WITHIN_S = 20.0  # the stop's own bound is drain + flush + 30 s; a good stop takes ~5 s
 HUNG_AFTER_S = 35.0  # the test's deadline per process before it calls a stop hung
+PARTITIONS = 4
+# After the stopped instance left, a rebalance of the one member left: ~1 s on both brokers.
+LEFT_WITHIN_S = 20.0
 
 
 class _HeldRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -58,12 +61,14 @@ class _HeldRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
 
 
 @contextlib.asynccontextmanager
-async def member_holding_the_group(bootstrap: str, topic: str, group: str) -> AsyncIterator[Any]:
+async def member_holding_the_group(
+    bootstrap: str, topic: str, group: str, session_ms: int = 2000
+) -> AsyncIterator[Any]:
     listener = _HeldRevoke()
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
         group_id=group,
-        session_timeout_ms=2000,  # tansu holds a first join for half of it
+        session_timeout_ms=session_ms,  # tansu holds a first join for half of it
         heartbeat_interval_ms=500,
         enable_auto_commit=False,
     )
@@ -123,13 +128,23 @@ def write_config(path: Path, *, bootstrap: str, topic: str, group: str) -> Path:
 
 
 async def sigterm_during_join(
-    broker, topic: str, tmp_path: Path, delay_s: float, release_s: float | None = None
+    broker,
+    topic: str,
+    tmp_path: Path,
+    delay_s: float,
+    release_s: float | None = None,
+    *,
+    left_s: float | None = None,
 ) -> str:
     """One run: SIGTERM ``delay_s`` after ready while the join is held (until ``release_s``
-    after the signal, or for good); returns what went wrong, or the empty string."""
+    after the signal, or for good); returns what went wrong, or the empty string. With
+    ``left_s``: once the instance has exited, the held member lets go and must be assigned
+    every partition within ``left_s`` (the instance left: the group does not wait for it)."""
     what = f"delay {delay_s}" + ("" if release_s is None else f", released after {release_s}")
     group = f"join-{uuid.uuid4().hex[:8]}"
-    async with member_holding_the_group(broker.bootstrap, topic, group) as held:
+    # tansu's launcher says 2 s; noida refuses a session under 6 s.
+    session_ms = broker.session_timeout_ms
+    async with member_holding_the_group(broker.bootstrap, topic, group, session_ms) as held:
         await wait_for(lambda: bool(held.assigned), timeout_s=30, what="the member holding all")
         root = tmp_path / group
         root.mkdir()
@@ -180,6 +195,14 @@ async def sigterm_during_join(
             return f"{what}: the stop took {took:.1f}s:\n{tail}"
         if "fetch loop did not end" in text:  # the service's guard, not the fetch loop, ended it
             return f"{what}: the fetch loop ignored the stop:\n{tail}"
+        if left_s is not None:
+            held.assigned = set()
+            held.release.set()
+            try:
+                await wait_for(lambda: len(held.assigned) == PARTITIONS, timeout_s=left_s,
+                               what="the held member assigned everything")  # fmt: skip
+            except AssertionError:
+                return f"{what}: the group still waits for the stopped instance:\n{tail}"
         return ""
 
 
@@ -187,7 +210,7 @@ async def test_sigterm_during_the_first_group_join_exits_0_within_the_bound(
     tansu_broker, tmp_path: Path
 ) -> None:
     topic = f"join-stop-{os.getpid()}"
-    await tansu_broker.create_topic(topic, 4)
+    await tansu_broker.create_topic(topic, PARTITIONS)
     runs: list[tuple[float, float | None]] = [(d, None) for d in DELAYS_S] + list(RELEASED)
     # Two at a time (2 cores); each run has its own group, so runs do not see each other.
     lanes = [runs[0::2], runs[1::2]]
@@ -249,3 +272,19 @@ async def test_the_fetch_loop_ends_at_stop_while_getmany_waits_for_an_assignment
         await asyncio.wait_for(run, 1.0)
     await asyncio.sleep(0)
     assert consumer.cancelled == 2  # the polls were cancelled, not left waiting
+
+
+async def test_an_instance_stopped_mid_join_leaves_the_group(kafka_broker, tmp_path: Path) -> None:
+    """Found by the long noida fault run: the stop's 5 s bound cut aiokafka's close while it
+    waited for the join in flight, so no LeaveGroup went out; noida never expires a member, so
+    every later rebalance waited for the stopped one and no partition was assigned again. The
+    join is held for good here: the instance must leave anyway, and the member left must then
+    get every partition (on tansu too, well within its session-timeout eviction)."""
+    topic = f"join-leave-{os.getpid()}"
+    await kafka_broker.create_topic(topic, PARTITIONS)
+    found = await asyncio.gather(
+        *(sigterm_during_join(kafka_broker, topic, tmp_path, d, left_s=LEFT_WITHIN_S)
+          for d in (0.3, 1.0))
+    )  # fmt: skip
+    failures = [f for f in found if f]
+    assert not failures, "\n\n".join(failures)

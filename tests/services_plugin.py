@@ -141,6 +141,9 @@ def devservices_root() -> Iterator[Path]:
     """Fresh per-session data dir; short path because Ceph admin sockets cap path length."""
     root = Path(tempfile.mkdtemp(prefix="ns-dev-", dir="/tmp"))
     yield root
+    if os.environ.get("KEEP_DEVSERVICES"):  # the services' logs, for a post-mortem
+        print(f"devservices kept in {root}")
+        return
     shutil.rmtree(root, ignore_errors=True)
 
 

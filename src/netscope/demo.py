@@ -22,10 +22,12 @@ from netscope.devservices.base import free_port
 from netscope.devservices.kafka import BrokerConfig, TansuBroker
 from netscope.observability.events import AuditBatchDurable, CallCompleted
 from netscope.service import Service
-from netscope.tools.loadgen import LoadgenConfig, run_loadgen
+from netscope.tools.loadgen import LoadgenConfig, LoadgenReport, run_loadgen
 from netscope.tools.upstream_sim import SimConfig, UpstreamSim
 
 TOPIC = "netscope.requests"
+TRAFFIC_STOP_S = 10.0  # for the load generator to flush and close its producer
+CATCH_UP_S = 10.0  # for NetScope to process what the traffic produced before it stopped
 
 
 def _say(text: str) -> None:
@@ -90,7 +92,8 @@ async def run_demo(
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+            # The first signal ends the demo's traffic, a second abandons the stop at once.
+            loop.add_signal_handler(sig, _on_signal, stop, service)
         traffic = asyncio.create_task(
             run_loadgen(
                 LoadgenConfig(
@@ -103,30 +106,50 @@ async def run_demo(
                 stop=stop,
             )
         )
-        pipeline_task = asyncio.create_task(service.pipeline.run())
+        serving = asyncio.create_task(service.serve())
         reporter = asyncio.create_task(_report(service))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), duration_s)
         stop.set()
         _say("[demo] stopping: traffic, then NetScope (drain, flush audit, commit)")
-        sent = await traffic
+        sent = await _stop_traffic(traffic)
         reporter.cancel()
         # Let NetScope catch up with what was produced, so the summary shows no loose ends.
-        loop_deadline = loop.time() + 10
-        while service.pipeline.status().processed < sent.sent and loop.time() < loop_deadline:  # noqa: ASYNC110
+        loop_deadline = loop.time() + CATCH_UP_S
+        while service.pipeline.status().processed < sent and loop.time() < loop_deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.1)
-        service.pipeline.request_stop()
-        await pipeline_task
-        summary = await service.stop()
+        # The stop `netscope run` makes on SIGTERM, with its guards: every step is bounded,
+        # and a stop past their sum logs where each task waits and exits 3.
+        service.request_stop()
+        code = await serving
+        summary = service.summary
+        assert summary is not None  # serve() ends with the stop, which sets it
         _say(
-            f"[demo] produced {sent.sent} messages; NetScope processed {summary.processed}, "
+            f"[demo] produced {sent} messages; NetScope processed {summary.processed}, "
             f"still pending {summary.abandoned}, audit pending {summary.audit_pending}"
         )
-        return 0 if summary.clean else 3
+        return code
     finally:
         await payments.stop()
         await search.stop()
         await asyncio.to_thread(broker.down)
+
+
+def _on_signal(stop: asyncio.Event, service: Service) -> None:
+    if stop.is_set():
+        service.force_exit()
+    stop.set()
+
+
+async def _stop_traffic(traffic: asyncio.Task[LoadgenReport]) -> int:
+    """How many messages the demo's traffic produced, once it has stopped; 0 (and the
+    catch-up skipped) when its producer does not close within ``TRAFFIC_STOP_S``."""
+    done, _ = await asyncio.wait({traffic}, timeout=TRAFFIC_STOP_S)
+    if not done:
+        traffic.cancel()
+        _say(f"[demo] the traffic generator did not stop within {TRAFFIC_STOP_S:g}s: cancelled")
+        return 0
+    return traffic.result().sent
 
 
 class _Tally:

@@ -138,6 +138,11 @@ class Service:
             self.base_url,
             self.base_url.removeprefix("http"),
         )
+        return await self.serve()
+
+    async def serve(self) -> int:
+        """After :meth:`start`: fetch until :meth:`request_stop`, then stop within the bounds
+        of every step; returns the process exit code."""
         failed = False
         self._fetching = asyncio.create_task(self.pipeline.run(), name="fetch-loop")
         try:
@@ -170,6 +175,17 @@ class Service:
             guard.cancel()
         return code
 
+    def request_stop(self) -> None:
+        """What a first signal does: stop fetching, and arm the two guards of the stop."""
+        if self._guards:
+            return  # already stopping
+        self.pipeline.request_stop()
+        loop = asyncio.get_running_loop()
+        self._guards = [
+            loop.call_later(CLOSE_STEP_TIMEOUT_S, self._end_fetch_loop),
+            loop.call_later(self.stop_bound_s, self._stop_overdue),
+        ]
+
     def _on_signal(self, sig: int) -> None:
         self._signals += 1
         if self._signals == 1:
@@ -178,13 +194,12 @@ class Service:
                 signal.Signals(sig).name,
                 self.settings.pipeline.drain_timeout_s,
             )
-            self.pipeline.request_stop()
-            loop = asyncio.get_running_loop()
-            self._guards = [
-                loop.call_later(CLOSE_STEP_TIMEOUT_S, self._end_fetch_loop),
-                loop.call_later(self.stop_bound_s, self._stop_overdue),
-            ]
+            self.request_stop()
             return
+        self.force_exit()
+
+    def force_exit(self) -> None:
+        """A second signal: abandon what is left at once (Kafka redelivers it)."""
         status = self.pipeline.status()
         log.error(
             "second signal: forced exit %d; abandoned %d in-flight messages and %d unaudited "

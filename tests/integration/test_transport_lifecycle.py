@@ -91,9 +91,34 @@ async def test_netscope_demo_stops_cleanly_every_time(tmp_path: Path) -> None:
             sys.executable, "-m", "netscope", "demo", "--duration-s", "4",
             "--port", str(free_port()), "--data-dir", str(tmp_path / f"demo-{run}"),
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            env={**os.environ, "PYTHONFAULTHANDLER": "1"},
         )
-        out, err = await asyncio.wait_for(proc.communicate(), 120)
+        out, err, hung = await _communicate_or_dump(proc, DEMO_EXIT_S)
         text = out.decode() + err.decode()
+        assert not hung, f"demo {run}: still running after {DEMO_EXIT_S}s\n{text[-8000:]}"
         assert "Fatal Python error" not in text, text[-2000:]
-        assert proc.returncode == 0, f"demo {run}: exit {proc.returncode}\n{text[-2000:]}"
+        assert proc.returncode == 0, f"demo {run}: exit {proc.returncode}\n{text[-8000:]}"
         assert "still pending 0, audit pending 0" in text
+
+
+# The demo's own guard exits by 4 s of traffic + its traffic stop and catch-up (10 s each) +
+# the stop's bound (100 s with the defaults): past that, something waits outside the guard.
+DEMO_EXIT_S = 150
+
+
+async def _communicate_or_dump(
+    proc: asyncio.subprocess.Process, timeout_s: float
+) -> tuple[bytes, bytes, bool]:
+    """``communicate()``; a process still running after ``timeout_s`` gets SIGABRT, which
+    (PYTHONFAULTHANDLER=1) prints every thread's stack, so a hang fails with its evidence."""
+    talking = asyncio.ensure_future(proc.communicate())
+    done, _ = await asyncio.wait({talking}, timeout=timeout_s)
+    if done:
+        out, err = talking.result()
+        return out, err, False
+    proc.send_signal(signal.SIGABRT)
+    done, _ = await asyncio.wait({talking}, timeout=15)
+    if not done:
+        proc.kill()
+    out, err = await talking
+    return out, err, True

@@ -38,6 +38,7 @@ from netscope.ingest.flow import FlowControl
 from netscope.ingest.group import LeaderTrackingAssignor, leave_only_when_safe, stop_consumer
 from netscope.ingest.kafka import make_consumer, make_producer
 from netscope.ingest.keyed import KeyedScheduler
+from netscope.ingest.rejoin import rejoin_keeping_member_id
 from netscope.ingest.work import Work
 from netscope.ledger.factory import build_ledger
 from netscope.ledger.gate import IdempotencyGate
@@ -270,6 +271,7 @@ class Pipeline:
         await self._producer.start()
         await self._consumer.start()
         leave_only_when_safe(self._consumer, self._assignor)
+        rejoin_keeping_member_id(self._consumer)
         self._consumer.subscribe(
             [self.settings.kafka.requests_topic], listener=self.committer.listener()
         )

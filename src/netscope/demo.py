@@ -10,7 +10,6 @@ the simulators and the broker.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import signal
 import sys
 import tempfile
@@ -21,6 +20,7 @@ from netscope.config import Settings, UpstreamConfig
 from netscope.devservices.base import free_port
 from netscope.devservices.kafka import BrokerConfig, TansuBroker
 from netscope.observability.events import AuditBatchDurable, CallCompleted
+from netscope.runtime import wait_event
 from netscope.service import Service
 from netscope.tools.loadgen import LoadgenConfig, LoadgenReport, run_loadgen
 from netscope.tools.upstream_sim import SimConfig, UpstreamSim
@@ -108,8 +108,10 @@ async def run_demo(
         )
         serving = asyncio.create_task(service.serve())
         reporter = asyncio.create_task(_report(service))
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), duration_s)
+        if duration_s is None:
+            await stop.wait()
+        else:
+            await wait_event(stop, duration_s)
         stop.set()
         _say("[demo] stopping: traffic, then NetScope (drain, flush audit, commit)")
         sent = await _stop_traffic(traffic)

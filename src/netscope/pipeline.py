@@ -292,21 +292,27 @@ class Pipeline:
         """Runbook section 4: stop fetching, drain, flush the audit, commit, close.
 
         Every step is bounded, whatever the state of Kafka or the store: a stop takes at most
-        drain_timeout_s + flush_timeout_s + 6 x CLOSE_STEP_TIMEOUT_S. What is not durable by
+        drain_timeout_s + flush_timeout_s + 9 closing steps x (CLOSE_STEP_TIMEOUT_S +
+        CANCEL_GRACE_S), and the steps of the upstream clients. What is not durable by
         then is not committed, so Kafka redelivers it to the next owner.
         """
         cfg = self.settings.pipeline
         self.fetcher.stop()
         abandoned = await self.scheduler.wait_idle(drain_timeout_s or cfg.drain_timeout_s)
-        await self.scheduler.stop()
+        await bounded_step("workers stop", self.scheduler.stop(), CLOSE_STEP_TIMEOUT_S)
         await bounded_step("ledger settles", self.handler.settled(), CLOSE_STEP_TIMEOUT_S)
         self._audit_stopping(abandoned)
         if not await bounded_step("audit flush", self.writer.flush(), cfg.flush_timeout_s):
-            await self.writer.close()  # what is not durable now is redelivered, not retried
+            # What is not durable now is redelivered, not retried.
+            await bounded_step("audit writers close", self.writer.close(), CLOSE_STEP_TIMEOUT_S)
         await bounded_step("final commit", self.committer.commit(), CLOSE_STEP_TIMEOUT_S)
         for task in self._background:
             task.cancel()
-        await asyncio.gather(*self._background, return_exceptions=True)
+        await bounded_step(
+            "background tasks end",
+            asyncio.gather(*self._background, return_exceptions=True),
+            CLOSE_STEP_TIMEOUT_S,
+        )
         # One last pass so what was spooled during the stop goes out if the store is back.
         await bounded_step("last spool drain", self.drainer.drain_once(), CLOSE_STEP_TIMEOUT_S)
         audit_pending = self.writer.pending_records

@@ -6,7 +6,8 @@ commits what is durable and exits with a summary logged at warning level. Every 
 (see Pipeline.stop), so a stop ends even with the broker gone or the store down and the spool
 full, or the consumer in the middle of a group join. Exit codes: 0 clean; 3 when something was
 left (it is not committed, so Kafka redelivers it); 1 when the fetch loop failed; 130 on a
-second signal, which abandons what is left at once.
+second signal, which abandons what is left at once. SIGUSR1 logs where every task waits and
+changes nothing (the evidence for a stop or a stall that seems stuck).
 
 Two guards stand behind the bounded steps. The fetch loop must end within
 ``CLOSE_STEP_TIMEOUT_S`` of the signal or it is cancelled. A stop still running past the sum
@@ -30,7 +31,7 @@ import uvicorn
 from netscope.api.app import create_app, status_snapshot
 from netscope.config import Settings
 from netscope.pipeline import CLOSE_STEP_TIMEOUT_S, Pipeline
-from netscope.runtime import bounded_step, task_stacks
+from netscope.runtime import CANCEL_GRACE_S, bounded_step, task_stacks
 from netscope.status import StopSummary
 
 log = logging.getLogger("netscope.service")
@@ -38,9 +39,10 @@ log = logging.getLogger("netscope.service")
 EXIT_FAILED = 1
 EXIT_FORCED = 130
 EXIT_UNCLEAN = 3
-# Pipeline.stop's closing steps besides the per-upstream client closes: ledger settles, final
-# commit, last spool drain, consumer close, producer close, ledger close.
-STOP_CLOSING_STEPS = 6
+# Pipeline.stop's closing steps besides the per-upstream client closes: workers stop, ledger
+# settles, audit writers close, final commit, background tasks end, last spool drain, consumer
+# close, producer close, ledger close.
+STOP_CLOSING_STEPS = 9
 
 
 class _QuietServer(uvicorn.Server):
@@ -116,8 +118,7 @@ class Service:
     async def stop(self) -> StopSummary:
         summary = await self.pipeline.stop()
         self.server.should_exit = True
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(self._server_task, 5)
+        await bounded_step("API server stop", self._server_task, CLOSE_STEP_TIMEOUT_S)
         if self.hub is not None:
             await bounded_step("event hub stop", self.hub.stop(), CLOSE_STEP_TIMEOUT_S)
         self.summary = summary
@@ -128,6 +129,7 @@ class Service:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._on_signal, sig)
+        loop.add_signal_handler(signal.SIGUSR1, self.dump_tasks)
         await self.start()
         _tune_gc()
         log.info(
@@ -198,6 +200,15 @@ class Service:
             return
         self.force_exit()
 
+    def dump_tasks(self) -> None:
+        """SIGUSR1: log where every task waits, and go on (a stop or a stall, diagnosed
+        without stopping the process: ``kill -USR1 <pid>``)."""
+        log.warning(
+            "SIGUSR1: %s; tasks:\n%s",
+            "stopping" if self._guards else "running",
+            task_stacks(),
+        )
+
     def force_exit(self) -> None:
         """A second signal: abandon what is left at once (Kafka redelivers it)."""
         status = self.pipeline.status()
@@ -219,7 +230,9 @@ class Service:
         cfg = self.settings.pipeline
         # the fetch loop, the closing steps, the upstream clients, server and hub, slack
         steps = 1 + STOP_CLOSING_STEPS + len(self.settings.upstreams) + 2 + 1
-        return cfg.drain_timeout_s + cfg.flush_timeout_s + steps * CLOSE_STEP_TIMEOUT_S
+        return cfg.drain_timeout_s + cfg.flush_timeout_s + steps * (
+            CLOSE_STEP_TIMEOUT_S + CANCEL_GRACE_S
+        )
 
     def _end_fetch_loop(self) -> None:
         fetching = self._fetching

@@ -309,6 +309,7 @@ class Instance:
         try:
             code: int | str = await asyncio.wait_for(self.proc.wait(), timeout_s)
         except TimeoutError:
+            await self._dump_tasks()
             self.proc.kill()
             await self.proc.wait()
             code = HUNG
@@ -317,6 +318,20 @@ class Instance:
             code = TERM_AT_STARTUP  # before its handler was installed: nothing was consumed
         self.exits.append(code)
         return code
+
+    async def _dump_tasks(self, timeout_s: float = 5.0) -> None:
+        """SIGUSR1: the process logs where each of its tasks waits, kept in its log for the
+        report before the SIGKILL."""
+        assert self.proc is not None
+        before = self.log.stat().st_size if self.log.exists() else 0
+        self.proc.send_signal(signal.SIGUSR1)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and self.proc.returncode is None:
+            with self.log.open("rb") as f:
+                f.seek(before)
+                if b"SIGUSR1:" in f.read():
+                    return
+            await asyncio.sleep(0.1)
 
     def mount_spool(self, size_mib: int = 32) -> bool:
         """Put this slot's spool on a small tmpfs of its own, so filling it is a real ENOSPC

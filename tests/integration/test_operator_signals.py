@@ -273,3 +273,22 @@ async def test_a_second_signal_forces_exit_130_at_once(tansu_broker, tmp_path: P
     assert code == EXIT_FORCED, log[-3000:]
     assert took < 10, f"forced exit took {took:.1f}s"
     assert "second signal: forced exit 130" in log
+
+
+async def test_sigusr1_logs_where_each_task_waits_and_changes_nothing(
+    tansu_broker, tmp_path: Path
+) -> None:
+    """`kill -USR1`: the evidence for a stall, without stopping it; SIGTERM then stops."""
+    pipeline = "drain_timeout_s = 1.0\nflush_timeout_s = 2.0"
+    async with netscope_with_a_hanging_call(tansu_broker, tmp_path, "usr1", pipeline) as proc:
+        proc.send_signal(signal.SIGUSR1)
+        seen: list[str] = []
+        async with asyncio.timeout(30):
+            while not any("SIGUSR1: running; tasks:" in line for line in seen):
+                line = (await proc.stderr.readline()).decode(errors="replace")
+                assert line, "exited after SIGUSR1:\n" + "".join(seen)[-3000:]
+                seen.append(line)
+        code, log, _ = await stop_and_time(proc)
+    dump = "".join(seen) + log
+    assert "fetch-loop" in dump, dump[-3000:]  # every task, each with where it waits
+    assert code == EXIT_UNCLEAN and "netscope stopped (exit 3)" in log, log[-3000:]

@@ -84,7 +84,8 @@ class StoreProbe:
     async def _run(self) -> tuple[bool, str]:
         self.probes += 1
         try:
-            await asyncio.wait_for(self._probe(), READY_PROBE_TIMEOUT_S)
+            async with asyncio.timeout(READY_PROBE_TIMEOUT_S):
+                await self._probe()
             self._result = (True, "answers a signed request")
         except Exception as exc:
             self._result = (False, f"{type(exc).__name__}: {exc}"[:300])

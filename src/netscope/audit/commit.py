@@ -113,7 +113,8 @@ class OffsetCommitter:
         keys = [(tp.topic, tp.partition) for tp in revoked]
         self._writer.closing(keys)  # queued messages of these partitions will not start
         try:
-            await asyncio.wait_for(self._writer.flush(keys), self._revoke_flush_timeout_s)
+            async with asyncio.timeout(self._revoke_flush_timeout_s):
+                await self._writer.flush(keys)
         except TimeoutError:
             log.warning("revoke: audit flush timed out; undurable messages will be redelivered")
         await self.commit(only=set(revoked))

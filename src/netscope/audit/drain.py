@@ -19,7 +19,6 @@ about Prometheus or logging, and a long store outage keeps counting as write err
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -33,6 +32,7 @@ from netscope.observability.events import (
     SpoolDrainPassed,
     WriteResult,
 )
+from netscope.runtime import wait_event
 
 __all__ = ["SpoolDrainer"]
 
@@ -191,8 +191,7 @@ class SpoolDrainer:
             if self.failures_total != failures_before:
                 await self._sleep(self.backoff_delay_s())
                 continue
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._idle_poll_s)
+            await wait_event(self._wake, self._idle_poll_s)
 
     def _publish(self, event: SpoolBatchUploaded | SpoolDrainPassed | AuditWriteFailed) -> None:
         # The bus shields publishers from listener errors: a broken metric cannot stop a drain.

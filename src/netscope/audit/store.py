@@ -97,7 +97,8 @@ class AuditStore:
 
     async def _bounded(self, coro: Any) -> Any:
         try:
-            return await asyncio.wait_for(coro, self._timeout_s)
+            async with asyncio.timeout(self._timeout_s):
+                return await coro
         except TimeoutError:
             raise StoreTimeout(f"{self.description}: no answer in {self._timeout_s}s") from None
         except GenericError as exc:

@@ -21,7 +21,6 @@ Kafka redelivers it (a write that completed unseen is deduped by its key then).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import random
 import time
@@ -44,6 +43,7 @@ from netscope.observability.events import (
     EventBus,
     WriteResult,
 )
+from netscope.runtime import wait_event
 
 __all__ = ["AuditWriter", "TopicPartition"]
 
@@ -164,8 +164,7 @@ class AuditWriter:
 
     async def wait_durable(self, timeout_s: float) -> None:
         """Wake up when some batch became durable (or after ``timeout_s``)."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._durable.wait(), timeout_s)
+        await wait_event(self._durable, timeout_s)
         self._durable.clear()
 
     # -- sealing, flushing, stopping ---------------------------------------------------------

@@ -14,7 +14,6 @@ member that never rejoins can hold off for ever), so every poll is raced against
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Hashable
@@ -27,6 +26,7 @@ from netscope.ingest.work import Work
 from netscope.observability.events import BackpressureChanged, EventBus, IngestRateChanged
 from netscope.resilience.clock import Clock
 from netscope.resilience.limiter import TokenBucket
+from netscope.runtime import wait_event
 
 log = logging.getLogger(__name__)
 
@@ -192,8 +192,7 @@ class Fetcher:
                 return
 
     async def _wait_or_stop(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stopping.wait(), seconds)
+        await wait_event(self._stopping, seconds)
 
 
 def _retrieve(task: asyncio.Future[Any]) -> None:

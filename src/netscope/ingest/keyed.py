@@ -18,6 +18,8 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Generic, TypeVar
 
+from netscope.runtime import wait_event
+
 log = logging.getLogger(__name__)
 
 W = TypeVar("W")
@@ -77,8 +79,7 @@ class KeyedScheduler(Generic[W]):
         """Wait until nothing is outstanding or ``timeout_s`` passed; returns what is left."""
         if self._outstanding:
             self._idle = asyncio.Event()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._idle.wait(), timeout_s)
+            await wait_event(self._idle, timeout_s)
         return self._outstanding
 
     async def wait_below(self, n: int, timeout_s: float) -> None:
@@ -88,7 +89,8 @@ class KeyedScheduler(Generic[W]):
         self._room_at = n
         self._room = asyncio.get_running_loop().create_future()
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._room, timeout_s)
+            async with asyncio.timeout(timeout_s):
+                await self._room
         self._room = None
 
     async def _worker(self) -> None:

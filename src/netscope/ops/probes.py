@@ -87,7 +87,8 @@ async def event_stream(url: str) -> AsyncIterator[EventStream]:
         ws_url += "&token=" + quote(token, safe="")
     where = ws_url.split("?")[0]
     try:
-        conn = await asyncio.wait_for(connect(ws_url, open_timeout=HTTP_TIMEOUT_S), HTTP_TIMEOUT_S)
+        async with asyncio.timeout(HTTP_TIMEOUT_S):
+            conn = await connect(ws_url, open_timeout=HTTP_TIMEOUT_S)
     except Exception as exc:  # any failure only means "no WS figure": say why
         stream.problem = f"WebSocket {where}: {_error(exc)}"
         yield stream
@@ -110,10 +111,12 @@ async def event_stream(url: str) -> AsyncIterator[EventStream]:
         yield stream
     finally:
         reader.cancel()
-        with contextlib.suppress(BaseException):
-            await reader
+        # Not `suppress(BaseException)` around `await reader`: that would also swallow a
+        # cancellation of this task (Ctrl-C of `check --watch`), and the watch went on.
+        await asyncio.wait({reader})
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(conn.close(), HTTP_TIMEOUT_S)
+            async with asyncio.timeout(HTTP_TIMEOUT_S):
+                await conn.close()
 
 
 async def sample_window(
@@ -214,7 +217,8 @@ async def _run(*argv: str) -> str | None:
     except OSError:
         return None
     try:
-        out, _ = await asyncio.wait_for(proc.communicate(), CLOCK_TOOL_TIMEOUT_S)
+        async with asyncio.timeout(CLOCK_TOOL_TIMEOUT_S):
+            out, _ = await proc.communicate()
     except TimeoutError:
         proc.kill()
         await proc.wait()

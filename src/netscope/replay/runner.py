@@ -11,7 +11,6 @@ written under ``run=<run_id>`` keys so it never collides with the live objects.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import shutil
 import time
 import uuid
@@ -29,6 +28,7 @@ from netscope.observability.events import CallCompleted
 from netscope.pipeline import Pipeline
 from netscope.resilience.clock import SystemClock
 from netscope.resilience.limiter import TokenBucket
+from netscope.runtime import wait_event
 
 
 def new_run_id() -> str:
@@ -244,8 +244,7 @@ class Replay:
     async def _pace(self) -> None:
         bucket = self._bucket
         while not bucket.try_acquire() and not self._stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), max(bucket.wait_time_s(), 0.001))
+            await wait_event(self._stop, max(bucket.wait_time_s(), 0.001))
 
     def _dispatch(self, pipeline: Pipeline, record: Any) -> None:
         work = Work(
@@ -265,4 +264,3 @@ class Replay:
             tally = self.summary.partitions.setdefault(rec.kafka.partition, Tally())
             tally.count(rec.outcome, len(rec.attempts))
             self._on_progress(self.summary)
-

@@ -25,6 +25,7 @@ import typer
 from aiokafka import AIOKafkaProducer
 from aiokafka.structs import RecordMetadata
 
+from netscope.runtime import wait_event
 from netscope.tools.hostile import HostileConfig, HostileStream
 from netscope.tools.messages import INVALID_KINDS, encode, make_invalid, make_request, trace_id_of
 
@@ -329,8 +330,7 @@ async def _sleep_until(
     if stop is None:
         await asyncio.sleep(delay)
         return
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), delay)
+    await wait_event(stop, delay)
 
 
 async def _run_until_signalled(cfg: LoadgenConfig) -> LoadgenReport:

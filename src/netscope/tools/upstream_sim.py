@@ -38,7 +38,7 @@ import orjson
 import typer
 from aiohttp import web
 
-from netscope.runtime import run_loop
+from netscope.runtime import run_loop, wait_event
 
 LATENCY_DISTRIBUTIONS = ("fixed", "uniform", "lognormal")
 CONTROL_PREFIX = "/_sim/"
@@ -378,8 +378,7 @@ class UpstreamSim:
             # Drain the body so a reset or answer is not confused with a slow reader.
             await request.read()
             if outcome == OUTCOME_HANG:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._closing.wait(), self.config.hang_s)
+                await wait_event(self._closing, self.config.hang_s)
             elif latency_s > 0:
                 await asyncio.sleep(latency_s)
             if outcome == OUTCOME_SLOWLORIS:
@@ -427,8 +426,7 @@ class UpstreamSim:
             if transport is None or transport.is_closing() or time.monotonic() >= until:
                 return
             transport.write(bytes((byte,)))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._closing.wait(), self.config.slowloris_interval_s)
+            await wait_event(self._closing, self.config.slowloris_interval_s)
             if self._closing.is_set():
                 return
 

@@ -256,6 +256,24 @@ async def test_mixed_faults_ci(
     await run_schedule(spec, tansu_broker, rgw_faults, rgw_bucket, postgres, postgres_dsn, tmp_path)
 
 
+async def test_mixed_faults_ci_noida(
+    noida_broker, rgw_faults, rgw_bucket, postgres, postgres_dsn, tmp_path: Path
+) -> None:
+    """The CI variant on noida, which keeps its data across a restart but never expires a
+    member that died without leaving (MEMBER_EXPIRY): no SIGKILL of NetScope; instead 3
+    SIGTERMs, a broker SIGKILL + restart, a join/leave cycle of two more instances, RGW down
+    15 s, a ledger restart and a chaos window of each upstream kind in ~75 s of load."""
+    spec = ScheduleSpec(
+        seed=_seed(1503),
+        kills=0,
+        sigterms=3,
+        load_s=75.0,
+        chaos_windows=len(CHAOS),
+        broker_restarts=1,
+    )
+    await run_schedule(spec, noida_broker, rgw_faults, rgw_bucket, postgres, postgres_dsn, tmp_path)
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(1200)
 @pytest.mark.skipif(not os.environ.get("FAULT_LONG"), reason="long fault run: set FAULT_LONG=1")

@@ -377,3 +377,75 @@ async def test_a_call_whose_record_was_lost_is_recorded_from_the_ledger_not_as_a
     assert record.outcome is Outcome.SUCCESS and record.status == 201
     assert record.outcome_from_ledger and record.duplicate_of is None
     assert "2 attempt(s)" in (record.error_detail or "")
+
+
+class AnswerLost(Flaky):
+    """The ledger writes the first claim (an exchange with a claim in it), then goes down
+    before answering it."""
+
+    def __init__(self, inner: SqliteLedger) -> None:
+        super().__init__(inner)
+        self.lose_next_claim = True
+        self.lost = asyncio.Event()
+
+    def __getattr__(self, name: str) -> Any:
+        call = super().__getattr__(name)
+        if name != "exchange":
+            return call
+
+        async def exchange(settles: Any, claims: Any, now: float) -> Any:
+            answer = await call(settles, claims, now)
+            if claims and self.lose_next_claim:
+                self.lose_next_claim = False
+                self.down = True
+                self.lost.set()
+                raise LedgerUnavailable("connection lost while answering (test)")
+            return answer
+
+        return exchange
+
+
+async def test_its_own_claim_unanswered_in_an_outage_is_not_someone_elses(tmp_path: Path) -> None:
+    """Found by CI (test_ledger_faults): a claim reached PostgreSQL as it stopped, its answer
+    was lost; past the deadline the gate read the key, found a claim unsettled and audited
+    ``duplicate_in_progress`` for a key nobody had called. It was its own claim."""
+    inner = SqliteLedger(tmp_path / "ledger.sqlite3")
+    await inner.open()
+    ledger = AnswerLost(inner)
+    try:
+        handler, _, guard, writer, _ = build(ledger, OK)
+        task = asyncio.create_task(handle(handler, message("k-lost"), 6))
+        past = time.monotonic() + DEADLINE_S + 0.2
+        while time.monotonic() < past:
+            assert not task.done()
+            await asyncio.sleep(0.02)
+        ledger.down = False
+        await asyncio.wait_for(task, 5)
+        assert guard.calls == []
+        (record,) = records(writer)
+        assert record.outcome is Outcome.LEDGER_UNAVAILABLE, record
+        assert "its own claim" in (record.error_detail or "")
+    finally:
+        await inner.close()
+
+
+async def test_its_own_claim_unanswered_is_its_lease_when_the_ledger_returns(
+    tmp_path: Path,
+) -> None:
+    """The same lost answer within the deadline: the retry finds the key held by its own
+    token, and the message is called once, as the holder of its own claim."""
+    inner = SqliteLedger(tmp_path / "ledger.sqlite3")
+    await inner.open()
+    ledger = AnswerLost(inner)
+    try:
+        handler, _, guard, writer, _ = build(ledger, OK)
+        task = asyncio.create_task(handle(handler, message("k-back"), 6))
+        await asyncio.wait_for(ledger.lost.wait(), 5)
+        ledger.down = False  # back well within the deadline
+        await asyncio.wait_for(task, 5)
+        assert len(guard.calls) == 1
+        (record,) = records(writer)
+        assert record.outcome is Outcome.SUCCESS
+        assert not record.attempt_after_lease_expiry
+    finally:
+        await inner.close()

@@ -189,6 +189,10 @@ class IdempotencyGate:
                 await asyncio.sleep(self._cfg.retry_interval_s)
                 continue
             result, entry = claim.result, claim.entry
+            if result is ClaimResult.IN_PROGRESS and entry is not None and _ours(entry, request):
+                # An earlier try of this very claim reached the ledger and its answer was lost
+                # (the ledger went down as it answered): the lease is ours already.
+                result = ClaimResult.CLAIMED
             if result is ClaimResult.CLAIMED or result is ClaimResult.TAKEN_OVER:
                 taken_over = result is ClaimResult.TAKEN_OVER
                 if taken_over:
@@ -233,6 +237,13 @@ class IdempotencyGate:
         unavailable = f"ledger unavailable until past this message's deadline: {why}"
         if entry is None:
             return NotCalled(Outcome.LEDGER_UNAVAILABLE, unavailable)
+        if _ours(entry, request):
+            # This message's own claim, written as the ledger went down, its answer lost:
+            # nothing was called. Its lease runs out on its own (a later claim takes it over).
+            return NotCalled(
+                Outcome.LEDGER_UNAVAILABLE,
+                f"{unavailable}; its own claim had reached the ledger unanswered (not called)",
+            )
         if entry.state is EntryState.IN_PROGRESS:
             until = entry.lease_until or 0.0
             ran_out = " (run out: its holder stopped unsettled, maybe after calling)"
@@ -362,3 +373,8 @@ class IdempotencyGate:
         self._events.publish(
             LedgerAvailabilityChanged(available, self.ledger.description, detail)
         )
+
+
+def _ours(entry: Entry, request: ClaimRequest) -> bool:
+    """The key is held by this very claim (tokens are unique per message handling)."""
+    return entry.state is EntryState.IN_PROGRESS and entry.token == request.token

@@ -224,7 +224,14 @@ async def test_with_a_viewer_token_the_ws_item_needs_it_and_says_so(
     assert by_key(orjson.loads(with_token.stdout))["ws.delay"]["status"] == "pass"
 
 
+def _sigint_ignored() -> None:
+    """As for a process a non-interactive shell starts in the background (`cmd &`, a CI
+    runner): SIGINT ignored, inherited across exec."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 async def test_watch_repeats_until_ctrl_c(noida_broker, rgw, rgw_bucket, tmp_path: Path) -> None:
+    """Also when started with SIGINT ignored (found in CI: the watch went on for good)."""
     async with (
         UpstreamSim(SimConfig(latency_ms=2.0)) as sim,
         netscope_under_traffic(noida_broker, rgw, rgw_bucket, tmp_path, sim.url) as service,
@@ -233,6 +240,7 @@ async def test_watch_repeats_until_ctrl_c(noida_broker, rgw, rgw_bucket, tmp_pat
             sys.executable, "-m", "netscope", "check", "--url", service.base_url, "--json",
             "--sample", "0.5", "--watch", "1",
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            preexec_fn=_sigint_ignored,
         )  # fmt: skip
         try:
             assert proc.stdout is not None

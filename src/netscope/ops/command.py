@@ -11,6 +11,7 @@ seconds apart, and the items that need history say "needs --prometheus".
 from __future__ import annotations
 
 import asyncio
+import signal
 import sys
 import time
 from datetime import UTC, datetime
@@ -28,6 +29,7 @@ from netscope.ops.checklist import Thresholds, evaluate
 from netscope.ops.figures import Figures, Trends, Window
 from netscope.ops.promql import Queries
 from netscope.ops.verdict import Line, exit_code
+from netscope.runtime import wait_event
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 EXIT_CONFIG, EXIT_INTERRUPTED = 2, 130
@@ -160,17 +162,34 @@ def check_command(
         _show(lines, figures, as_json=json_out, console=console)
         return exit_code(lines)
 
-    async def every(interval_s: float) -> None:
-        while True:
+    async def every(interval_s: float) -> int:
+        # Its own handlers, not asyncio.run's KeyboardInterrupt: a process started in the
+        # background of a non-interactive shell inherits SIGINT ignored, and Ctrl-C, `kill
+        # -INT` or a supervisor's SIGTERM must end the watch all the same.
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        while not stop.is_set():
             started = time.monotonic()
-            await once()
+            run = asyncio.ensure_future(once())
+            stopping = asyncio.ensure_future(stop.wait())
+            await asyncio.wait({run, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            stopping.cancel()
+            if not run.done():  # stopped mid-run: its figures would be partial
+                run.cancel()
+                await asyncio.wait({run})
+                break
+            run.result()
             sys.stdout.flush()
             # The period is start to start: a slow run does not stretch the schedule.
-            await asyncio.sleep(max(0.0, interval_s - (time.monotonic() - started)))
+            await wait_event(stop, max(0.0, interval_s - (time.monotonic() - started)))
+        return EXIT_INTERRUPTED
 
     if watch is None:
         raise typer.Exit(asyncio.run(once()))
     try:
-        asyncio.run(every(watch))
+        code = asyncio.run(every(watch))
     except KeyboardInterrupt:
-        raise typer.Exit(EXIT_INTERRUPTED) from None
+        code = EXIT_INTERRUPTED
+    raise typer.Exit(code)

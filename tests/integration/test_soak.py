@@ -4,9 +4,11 @@ Mixed traffic and mixed faults (slots 1 and 2 join, are SIGKILLed / SIGTERMed an
 down; a ledger restart; upstream chaos) against a slot 0 that is never signalled, sampled
 every 2 s from its /metrics. A two-minute run is too short for an RSS slope, so the verdict is
 the short one (bench/soak.py, ``SHORT``): open fds and asyncio tasks back to the baseline
-within a margin once the faults have healed, RSS in the tail within a margin of the baseline
-and under a ceiling, the spool empty, one PID; plus the fault run's strict checks (0 missing,
-0 doubled, every invalid message dead-lettered, no call beyond the ledger, no unclean exit).
+within a margin once the faults have healed (keep-alive connections to the upstream aside:
+they are the transport's pool, judged against its bound), RSS in the tail within a margin
+of the baseline and under a ceiling, the spool empty, one PID; plus the fault run's strict
+checks (0 missing, 0 doubled, every invalid message dead-lettered, no call beyond the ledger,
+no unclean exit).
 Samples, verdict and plot: test-artifacts/soak/ci-<seed>.{json,png}.
 
 The full 30 minutes: ``.venv/bin/python bench/soak.py --minutes 30`` (or here with

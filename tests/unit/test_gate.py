@@ -405,47 +405,41 @@ class AnswerLost(Flaky):
         return exchange
 
 
-async def test_its_own_claim_unanswered_in_an_outage_is_not_someone_elses(tmp_path: Path) -> None:
+@pytest.fixture
+async def answer_lost(tmp_path: Path) -> AsyncIterator[AnswerLost]:
+    inner = SqliteLedger(tmp_path / "ledger.sqlite3")
+    await inner.open()
+    yield AnswerLost(inner)
+    await inner.close()
+
+
+async def test_its_own_claim_unanswered_in_an_outage_is_not_someone_elses(answer_lost) -> None:
     """Found by CI (test_ledger_faults): a claim reached PostgreSQL as it stopped, its answer
     was lost; past the deadline the gate read the key, found a claim unsettled and audited
     ``duplicate_in_progress`` for a key nobody had called. It was its own claim."""
-    inner = SqliteLedger(tmp_path / "ledger.sqlite3")
-    await inner.open()
-    ledger = AnswerLost(inner)
-    try:
-        handler, _, guard, writer, _ = build(ledger, OK)
-        task = asyncio.create_task(handle(handler, message("k-lost"), 6))
-        past = time.monotonic() + DEADLINE_S + 0.2
-        while time.monotonic() < past:
-            assert not task.done()
-            await asyncio.sleep(0.02)
-        ledger.down = False
-        await asyncio.wait_for(task, 5)
-        assert guard.calls == []
-        (record,) = records(writer)
-        assert record.outcome is Outcome.LEDGER_UNAVAILABLE, record
-        assert "its own claim" in (record.error_detail or "")
-    finally:
-        await inner.close()
+    handler, _, guard, writer, _ = build(answer_lost, OK)
+    task = asyncio.create_task(handle(handler, message("k-lost"), 6))
+    past = time.monotonic() + DEADLINE_S + 0.2
+    while time.monotonic() < past:
+        assert not task.done()
+        await asyncio.sleep(0.02)
+    answer_lost.down = False
+    await asyncio.wait_for(task, 5)
+    assert guard.calls == []
+    (record,) = records(writer)
+    assert record.outcome is Outcome.LEDGER_UNAVAILABLE, record
+    assert "its own claim" in (record.error_detail or "")
 
 
-async def test_its_own_claim_unanswered_is_its_lease_when_the_ledger_returns(
-    tmp_path: Path,
-) -> None:
+async def test_its_own_claim_unanswered_is_its_lease_when_the_ledger_returns(answer_lost) -> None:
     """The same lost answer within the deadline: the retry finds the key held by its own
     token, and the message is called once, as the holder of its own claim."""
-    inner = SqliteLedger(tmp_path / "ledger.sqlite3")
-    await inner.open()
-    ledger = AnswerLost(inner)
-    try:
-        handler, _, guard, writer, _ = build(ledger, OK)
-        task = asyncio.create_task(handle(handler, message("k-back"), 6))
-        await asyncio.wait_for(ledger.lost.wait(), 5)
-        ledger.down = False  # back well within the deadline
-        await asyncio.wait_for(task, 5)
-        assert len(guard.calls) == 1
-        (record,) = records(writer)
-        assert record.outcome is Outcome.SUCCESS
-        assert not record.attempt_after_lease_expiry
-    finally:
-        await inner.close()
+    handler, _, guard, writer, _ = build(answer_lost, OK)
+    task = asyncio.create_task(handle(handler, message("k-back"), 6))
+    await asyncio.wait_for(answer_lost.lost.wait(), 5)
+    answer_lost.down = False  # back well within the deadline
+    await asyncio.wait_for(task, 5)
+    assert len(guard.calls) == 1
+    (record,) = records(writer)
+    assert record.outcome is Outcome.SUCCESS
+    assert not record.attempt_after_lease_expiry
